@@ -1,0 +1,309 @@
+"""The local PKI store behind ``meshboot render --pki-dir`` (default ``.meshboot/<env>/pki``).
+
+Layout::
+
+    <path>/                 0700
+      meta.json             0600  mesh id, profile, algorithm, trust domain, root
+                                  fingerprint, per-cluster subject inputs
+      root/cert.pem         0600
+      root/key.pem          0600  PKCS#8, encrypted when a passphrase is given
+      clusters/<name>/cert.pem, key.pem
+
+Why it is this careful:
+
+* it holds the mesh's root key, so files are created 0600 from the start
+  (``os.open(..., 0o600)``; no window where a chmod has not happened yet) and
+  directories are 0700;
+* every file is written to a temporary name and ``os.replace``-d into place, so an
+  interrupted run never leaves a truncated key behind;
+* a store that belongs to another mesh (different mesh id, profile, key algorithm,
+  trust domain or imported root) is **never** silently overwritten: a
+  :class:`PkiStoreError` names the store and what differs;
+* clusters removed from the spec keep their files (someone may still need them to
+  roll back), they are just not returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .ca import CA, certs_from_pem, certs_to_pem, fingerprint
+from .hierarchy import MeshPKI, PkiParams, build, intermediate_inputs, validate_params
+from .keys import KeyAlgorithm, load_private_key, private_key_to_pem
+
+__all__ = ["PASSPHRASE_ENV", "PkiStore", "PkiStoreError"]
+
+PASSPHRASE_ENV = "MESHBOOT_PKI_PASSPHRASE"
+_META_VERSION = 1
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class PkiStoreError(Exception):
+    """The store cannot be used as asked; the message says which store and why."""
+
+
+class PkiStore:
+    """Persistent CA material for one environment."""
+
+    def __init__(self, path: Path | str, passphrase: bytes | None = None) -> None:
+        self.path = Path(path)
+        self.passphrase = passphrase or None
+
+    @classmethod
+    def from_env(cls, path: Path | str) -> PkiStore:
+        """Store whose passphrase comes from ``$MESHBOOT_PKI_PASSPHRASE`` (if set)."""
+        value = os.environ.get(PASSPHRASE_ENV)
+        return cls(path, value.encode() if value else None)
+
+    # ----------------------------------------------------------------- public API
+    def load_or_build(self, params: PkiParams, now: dt.datetime | None = None) -> MeshPKI:
+        """Load what exists, reuse what is still good, issue the rest, persist it."""
+        validate_params(params)
+        for cluster in params.clusters:
+            _check_cluster_name(cluster)
+        self._ensure_dir(self.path)
+        with self._lock():
+            meta = self._read_meta()
+            existing_root: CA | None = None
+            existing: dict[str, tuple[CA, dict[str, Any]]] = {}
+            if meta is not None:
+                self._check_meta(meta, params)
+                existing_root = self._load_root(meta)
+                self._check_imported_root(params, existing_root)
+                for cluster in params.clusters:
+                    inputs = meta.get("clusters", {}).get(cluster)
+                    loaded = self._load_cluster(cluster)
+                    if loaded is not None and inputs is not None:
+                        existing[cluster] = (loaded, inputs)
+            elif self._dir("root").joinpath("cert.pem").exists():
+                raise PkiStoreError(
+                    f"PKI store {self.path} has a root but no meta.json; refusing to guess "
+                    "which mesh it belongs to"
+                )
+            try:
+                pki = build(params, existing_root, existing, now)
+            except ValueError as exc:
+                raise PkiStoreError(f"PKI store {self.path}: {exc}") from exc
+            self._persist(params, pki, meta, root_is_new=existing_root is None)
+            return pki
+
+    def exists(self) -> bool:
+        return (self.path / "meta.json").exists()
+
+    def check(self, params: PkiParams) -> list[str]:
+        """Problems that :meth:`load_or_build` would raise, without writing anything."""
+        meta = self._read_meta()
+        if meta is None:
+            return []
+        problems = self._meta_differences(meta, params)
+        if not problems:
+            try:
+                root = self._load_root(meta)
+                self._check_imported_root(params, root)
+            except PkiStoreError as exc:
+                problems.append(str(exc))
+        return problems
+
+    # ----------------------------------------------------------------- validation
+    def _meta_differences(self, meta: dict[str, Any], params: PkiParams) -> list[str]:
+        wanted = {
+            "mesh_id": params.mesh_id,
+            "profile": params.profile,
+            "key_algorithm": KeyAlgorithm(params.key_algorithm).value,
+            "trust_domain": params.trust_domain,
+        }
+        return [
+            f"{k.replace('_', ' ')}: store has {meta.get(k)!r}, spec wants {v!r}"
+            for k, v in wanted.items()
+            if meta.get(k) != v
+        ]
+
+    def _check_meta(self, meta: dict[str, Any], params: PkiParams) -> None:
+        if meta.get("version") != _META_VERSION:
+            raise PkiStoreError(
+                f"PKI store {self.path} has meta.json version {meta.get('version')!r}; "
+                f"this meshboot understands version {_META_VERSION}"
+            )
+        diffs = self._meta_differences(meta, params)
+        if diffs:
+            raise PkiStoreError(
+                f"PKI store {self.path} does not match the spec ("
+                + "; ".join(diffs)
+                + "). It belongs to another mesh or configuration; point --pki-dir "
+                "elsewhere or move the store away deliberately. Nothing was changed."
+            )
+
+    def _check_imported_root(self, params: PkiParams, stored_root: CA) -> None:
+        if params.imported_root is None:
+            return
+        try:
+            imported = CA.from_pem(*params.imported_root)
+        except ValueError as exc:
+            raise PkiStoreError(f"imported root is unusable: {exc}") from exc
+        if fingerprint(imported.cert) != fingerprint(stored_root.cert):
+            raise PkiStoreError(
+                f"PKI store {self.path} holds root {fingerprint(stored_root.cert)[:16]}..., "
+                f"but the spec imports root {fingerprint(imported.cert)[:16]}...; "
+                "root rotation is not done implicitly. Nothing was changed."
+            )
+
+    # -------------------------------------------------------------------- loading
+    def _read_meta(self) -> dict[str, Any] | None:
+        path = self.path / "meta.json"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            meta = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PkiStoreError(f"PKI store {self.path}: meta.json is corrupt: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise PkiStoreError(f"PKI store {self.path}: meta.json is not an object")
+        return meta
+
+    def _load_key(self, path: Path) -> Any:
+        data = path.read_bytes()
+        encrypted = b"ENCRYPTED PRIVATE KEY" in data
+        if encrypted and not self.passphrase:
+            raise PkiStoreError(
+                f"PKI store {self.path}: {path.relative_to(self.path)} is encrypted; set "
+                f"{PASSPHRASE_ENV} to the store passphrase"
+            )
+        if not encrypted and self.passphrase:
+            raise PkiStoreError(
+                f"PKI store {self.path}: {path.relative_to(self.path)} is not encrypted but "
+                f"a passphrase was given; unset {PASSPHRASE_ENV} or re-create the store"
+            )
+        try:
+            return load_private_key(data, self.passphrase if encrypted else None)
+        except (ValueError, TypeError) as exc:
+            hint = "wrong passphrase?" if encrypted else str(exc)
+            raise PkiStoreError(
+                f"PKI store {self.path}: cannot load {path.relative_to(self.path)} ({hint})"
+            ) from exc
+
+    def _load_ca(self, directory: Path) -> CA:
+        """Load cert + key; key problems raise, a cert/key mismatch raises ValueError."""
+        key = self._load_key(directory / "key.pem")
+        certs = certs_from_pem((directory / "cert.pem").read_bytes())
+        if len(certs) != 1:
+            raise ValueError(f"{directory / 'cert.pem'} must hold exactly one certificate")
+        return CA.from_key(certs[0], key)
+
+    def _load_root(self, meta: dict[str, Any]) -> CA:
+        root_dir = self._dir("root")
+        if not (root_dir / "cert.pem").exists():
+            raise PkiStoreError(f"PKI store {self.path}: meta.json exists but root/ is missing")
+        try:
+            root = self._load_ca(root_dir)
+        except ValueError as exc:
+            raise PkiStoreError(f"PKI store {self.path}: root/: {exc}") from exc
+        if meta.get("root_fingerprint") != fingerprint(root.cert):
+            raise PkiStoreError(
+                f"PKI store {self.path}: root/cert.pem does not match the fingerprint "
+                "recorded in meta.json; the store was modified by hand"
+            )
+        return root
+
+    def _load_cluster(self, cluster: str) -> CA | None:
+        directory = self._dir("clusters", cluster)
+        if not (directory / "cert.pem").exists() or not (directory / "key.pem").exists():
+            return None
+        try:
+            return self._load_ca(directory)
+        except ValueError:
+            # A half-written pair (interrupted run) or a hand-edited file: re-issuing
+            # an intermediate is cheap and safe, so treat it as missing.
+            return None
+
+    # -------------------------------------------------------------------- writing
+    def _persist(
+        self, params: PkiParams, pki: MeshPKI, meta: dict[str, Any] | None, root_is_new: bool
+    ) -> None:
+        if root_is_new:
+            self._write_ca(self._dir("root"), pki.root)
+        self._ensure_dir(self._dir("clusters"))
+        for cluster in pki.reissued:
+            self._write_ca(self._dir("clusters", cluster), pki.intermediates[cluster])
+        root_fp = fingerprint(pki.root.cert)
+        clusters_meta: dict[str, Any] = dict((meta or {}).get("clusters", {}))
+        for cluster in pki.intermediates:
+            clusters_meta[cluster] = intermediate_inputs(params, cluster, root_fp)
+        new_meta = {
+            "version": _META_VERSION,
+            "mesh_id": params.mesh_id,
+            "profile": params.profile,
+            "key_algorithm": KeyAlgorithm(params.key_algorithm).value,
+            "trust_domain": params.trust_domain,
+            "root_fingerprint": root_fp,
+            "root_imported": params.imported_root is not None,
+            "clusters": dict(sorted(clusters_meta.items())),
+        }
+        if new_meta != meta:
+            self._write_file(
+                self.path / "meta.json", (json.dumps(new_meta, indent=2) + "\n").encode()
+            )
+
+    def _write_ca(self, directory: Path, ca: CA) -> None:
+        self._ensure_dir(directory)
+        # key first: a crash in between leaves new key + old cert, which loading
+        # detects as a mismatch (and re-issues, for an intermediate).
+        self._write_file(directory / "key.pem", private_key_to_pem(ca.key, self.passphrase))
+        self._write_file(directory / "cert.pem", certs_to_pem([ca.cert]).encode())
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        _fsync_dir(path.parent)
+
+    def _dir(self, *parts: str) -> Path:
+        return self.path.joinpath(*parts)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.stat().st_mode & 0o077:
+            # a directory we own that is readable by others (pre-created by hand)
+            os.chmod(directory, 0o700)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise concurrent renders of the same environment."""
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _check_cluster_name(name: str) -> None:
+    # Cluster names become directory names: refuse anything that could escape.
+    if not _CLUSTER_NAME.match(name) or len(name) > 63:
+        raise PkiStoreError(f"cluster name {name!r} is not a DNS-1123 label")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
