@@ -1,0 +1,224 @@
+"""Load and validate an environment spec from a Pulumi stack file or config.
+
+Everything is checked before anything runs, and every problem is reported at
+once with the file and key path. Sections and list items are parsed one by
+one, so one broken cluster does not hide the problems of the others.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from clusters.errors import Problem, SpecError
+from clusters.policy import validate_policy
+from clusters.pulumi_secrets import PassphraseCrypter, SecretDecryptError, crypter_for_stack
+from clusters.spec import (
+    CONFIG_KEYS,
+    ClusterSpec,
+    MeshSpec,
+    PkiSpec,
+    SecuritySpec,
+    ServiceSpec,
+    Spec,
+    TrafficSpec,
+)
+from clusters.validate import validate_spec
+
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "mesh": MeshSpec,
+    "pki": PkiSpec,
+    "security": SecuritySpec,
+    "traffic": TrafficSpec,
+}
+_LIST_MODELS: dict[str, type[BaseModel]] = {"clusters": ClusterSpec, "services": ServiceSpec}
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    spec: Spec
+    source: str          # file name used in messages
+    env: str             # stack name: Pulumi.<env>.yaml -> <env>
+    base_dir: Path       # where relative file paths in the spec resolve
+
+
+def env_name(path: Path) -> str:
+    name = path.name
+    if name.startswith("Pulumi.") and name.endswith((".yaml", ".yml")):
+        return name[len("Pulumi."):].rsplit(".", 1)[0]
+    return path.stem
+
+
+def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> LoadedSpec:
+    """Read ``Pulumi.<env>.yaml``, decrypt ``secure:`` values, validate."""
+    path = Path(path)
+    source = path.name if path.parent == Path(".") else str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(source, [Problem("<file>", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(source, [Problem("<yaml>", f"malformed YAML at {where}: {problem}")]) \
+            from exc
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise SpecError(source, [Problem("<yaml>", "the stack file must be a mapping")])
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise SpecError(source, [Problem("config", "must be a mapping")])
+    problems: list[Problem] = []
+    decrypted = _decrypt_secure(config, doc, env, problems)
+    spec = spec_from_config(decrypted, source, base_dir=path.parent, extra_problems=problems)
+    return LoadedSpec(spec=spec, source=source, env=env_name(path), base_dir=path.parent)
+
+
+def spec_from_config(
+    config: dict[str, Any],
+    source: str,
+    base_dir: Path | None = None,
+    extra_problems: list[Problem] | None = None,
+) -> Spec:
+    """Build the spec from ``{"meshboot:<key>": value}``; raise SpecError on problems."""
+    problems = list(extra_problems or [])
+    sections: dict[str, Any] = {}
+    for key, value in config.items():
+        if not str(key).startswith("meshboot:"):
+            continue  # other providers' config (e.g. kubernetes:*) is not ours
+        field = CONFIG_KEYS.get(str(key))
+        if field is None:
+            known = ", ".join(CONFIG_KEYS)
+            problems.append(Problem(str(key), f"unknown key (known: {known})"))
+            continue
+        sections[field] = value
+
+    parsed: dict[str, Any] = {}
+    for field, model in _SECTION_MODELS.items():
+        value = sections.get(field)
+        if value is None:
+            continue
+        obj = _parse(model, value, f"meshboot:{field}", problems)
+        if obj is not None:
+            parsed[field] = obj
+
+    items: dict[str, dict[int, Any]] = {}
+    for field, model in _LIST_MODELS.items():
+        raw = sections.get(field)
+        items[field] = {}
+        if raw is None:
+            if field == "clusters":
+                problems.append(Problem("meshboot:clusters", "required: at least one cluster"))
+            continue
+        if not isinstance(raw, list):
+            problems.append(Problem(f"meshboot:{field}", "must be a list"))
+            continue
+        if field == "clusters" and not raw:
+            problems.append(Problem("meshboot:clusters", "required: at least one cluster"))
+        for i, entry in enumerate(raw):
+            obj = _parse(model, entry, f"meshboot:{field}[{i}]", problems)
+            if obj is not None:
+                items[field][i] = obj
+
+    raw_clusters = sections.get("clusters") if isinstance(sections.get("clusters"), list) else []
+    declared = {str(c["name"]) for c in raw_clusters if isinstance(c, dict) and "name" in c}
+    problems.extend(validate_spec(parsed, items, base_dir=base_dir, declared_clusters=declared))
+    spec = None
+    if items["clusters"]:
+        spec = Spec.model_construct(
+            clusters=list(items["clusters"].values()),
+            services=list(items["services"].values()),
+            **{**_defaults(), **parsed},
+        )
+        if len(items["services"]) == len(sections.get("services") or []):
+            # Policy paths name services by index: only meaningful when none failed.
+            problems.extend(validate_policy(spec))
+    if problems or spec is None:
+        raise SpecError(source, problems)
+    return Spec.model_validate(spec.model_dump(by_alias=True))
+
+
+def _defaults() -> dict[str, Any]:
+    return {f: m() for f, m in _SECTION_MODELS.items()}
+
+
+def _parse(model: type[BaseModel], value: Any, path: str, problems: list[Problem]) -> Any:
+    if not isinstance(value, dict):
+        problems.append(Problem(path, f"must be a mapping, got {type(value).__name__}"))
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append(Problem(_join(path, err["loc"]), _message(err)))
+        return None
+
+
+def _join(base: str, loc: tuple[Any, ...]) -> str:
+    out = base
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[")) or "[" in str(part):
+            continue  # pydantic's internal union/validator labels
+        else:
+            out += f".{part}"
+    return out
+
+
+def _message(err: Any) -> str:
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err.get("msg", "invalid"))
+    if kind == "literal_error":
+        return f"invalid value {err.get('input')!r}: {msg[0].lower() + msg[1:]}"
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+def _decrypt_secure(
+    config: dict[str, Any],
+    stack_doc: dict[str, Any],
+    env: dict[str, str] | None,
+    problems: list[Problem],
+) -> dict[str, Any]:
+    """Replace every ``{secure: ...}`` leaf by its plaintext, or record why not."""
+    state: dict[str, Any] = {}
+
+    def crypter() -> PassphraseCrypter:
+        if "crypter" not in state:
+            try:
+                state["crypter"] = crypter_for_stack(stack_doc, env if env is not None
+                                                     else dict(os.environ))
+            except SecretDecryptError as exc:
+                state["crypter"] = exc
+        found = state["crypter"]
+        if isinstance(found, SecretDecryptError):
+            raise found
+        return found
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"secure"} and isinstance(value["secure"], str):
+                try:
+                    return crypter().decrypt(value["secure"])
+                except SecretDecryptError as exc:
+                    problems.append(Problem(path, f"secure value cannot be decrypted: {exc}"))
+                    return None
+            return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    return {k: walk(v, str(k)) for k, v in config.items()}

@@ -1,0 +1,140 @@
+"""The environment spec: the ``meshboot:`` keys of a Pulumi stack's config.
+
+One model for both entry points: ``pulumi up`` gets the values from the
+engine, ``meshboot render`` reads the stack file itself (see ``loader``).
+Models forbid unknown keys so a typo is an error, not a silently ignored
+setting.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from clusters.policy import SecuritySpec, ServicePolicyFields, TrafficSpec
+
+DEFAULT_VERSIONS = {"istio": "1.30.3", "linkerd": "edge-26.8.3"}
+KEY_ALGORITHMS = ("ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
+                              populate_by_name=True, frozen=True)
+
+
+class MeshSpec(Model):
+    provider: Literal["istio", "linkerd"] = "istio"
+    id: str = "mesh1"
+    trust_domain: str = "cluster.local"
+    version: str | None = None
+    revision: str | None = None
+    # Bump to rotate the tokens behind cross-cluster credentials (Istio remote
+    # secrets, Linkerd link credentials): new token Secrets, new credentials,
+    # the old token Secrets deleted.
+    token_generation: int = Field(default=1, ge=1)
+    chart_repository: str | None = None
+
+    @property
+    def resolved_version(self) -> str:
+        return self.version or DEFAULT_VERSIONS[self.provider]
+
+
+class RootCaImport(Model):
+    """An existing (enterprise) root: PEM inline (use ``secure:``) or files."""
+
+    cert_pem: str | None = None
+    key_pem: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class PkiSpec(Model):
+    key_algorithm: str = "ecdsa-p256"
+    root_validity_days: int = Field(default=3650, gt=0)
+    intermediate_validity_days: int = Field(default=365, gt=0)
+    renew_before_days: int = Field(default=30, ge=0)
+    root_ca: RootCaImport | None = None
+
+
+class EastWestGatewaySpec(Model):
+    # None: installed where the mesh needs it (several networks, or a primary
+    # serving remotes); True/False forces it.
+    enabled: bool | None = None
+    address: str | None = None
+
+
+class ClusterSpec(Model):
+    name: str
+    api_server: str
+    context: str | None = None
+    # Path to a kubeconfig file, or its contents (prefer a ``secure:`` value).
+    kubeconfig: str | None = None
+    network: str = "network1"
+    region: str | None = None
+    zone: str | None = None
+    role: Literal["primary", "remote"] = "primary"
+    primary: str | None = None
+    east_west_gateway: EastWestGatewaySpec = EastWestGatewaySpec()
+    # Another mesh id for this cluster (defaults to meshboot:mesh.id).
+    mesh_id: str | None = None
+    # "present": the cluster already has the Gateway API CRDs (Linkerd stack).
+    gateway_api_crds: Literal["install", "present"] = "install"
+
+    @property
+    def is_remote(self) -> bool:
+        return self.role == "remote"
+
+
+class PortSpec(Model):
+    name: str
+    port: int = Field(ge=1, le=65535)
+    target_port: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "HTTPS"] | None = None
+
+
+class ServiceSpec(ServicePolicyFields):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
+                              populate_by_name=True, frozen=True)
+
+    name: str
+    namespace: str = "default"
+    ports: list[PortSpec] = Field(min_length=1)
+    clusters: list[str] = Field(min_length=1)
+
+    @property
+    def host(self) -> str:
+        return f"{self.name}.{self.namespace}.svc.cluster.local"
+
+
+class Spec(Model):
+    """The whole environment. ``source`` names the file for error messages."""
+
+    mesh: MeshSpec = MeshSpec()
+    pki: PkiSpec = PkiSpec()
+    clusters: list[ClusterSpec] = Field(min_length=1)
+    services: list[ServiceSpec] = []
+    security: SecuritySpec = SecuritySpec()
+    traffic: TrafficSpec = TrafficSpec()
+
+    def cluster(self, name: str) -> ClusterSpec:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def cluster_names(self) -> list[str]:
+        return [c.name for c in self.clusters]
+
+
+# Top-level config keys, in the order they are documented.
+CONFIG_KEYS = {
+    "meshboot:mesh": "mesh",
+    "meshboot:pki": "pki",
+    "meshboot:clusters": "clusters",
+    "meshboot:services": "services",
+    "meshboot:security": "security",
+    "meshboot:traffic": "traffic",
+}

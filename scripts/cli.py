@@ -1,0 +1,111 @@
+"""``meshboot``: render, validate and check environments without a cluster.
+
+Exit codes: 0 success, 2 bad input (spec, PKI store mismatch), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from clusters.errors import SpecError
+from clusters.loader import LoadedSpec, load_stack_file
+
+EXIT_SPEC = 2
+
+
+def _fail_spec(err: SpecError) -> None:
+    click.echo(f"error: invalid environment spec ({len(err.problems)} problems):", err=True)
+    click.echo(err.text(), err=True)
+    sys.exit(EXIT_SPEC)
+
+
+def _load(config: Path) -> LoadedSpec:
+    try:
+        return load_stack_file(config)
+    except SpecError as err:
+        _fail_spec(err)
+        raise AssertionError("unreachable") from err
+
+
+def default_pki_dir(loaded: LoadedSpec) -> Path:
+    return loaded.base_dir / ".meshboot" / loaded.env / "pki"
+
+
+def _passphrase() -> bytes | None:
+    value = os.environ.get("MESHBOOT_PKI_PASSPHRASE")
+    return value.encode() if value else None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Bootstrap a multi-cluster Istio or Linkerd mesh from one environment spec."""
+
+
+@cli.command()
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path),
+              help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
+def validate(config: Path) -> None:
+    """Validate the spec and the plan built from it; write nothing."""
+    from stacks.build import build_plan
+
+    loaded = _load(config)
+    try:
+        plan = build_plan(loaded.spec, source=loaded.source)
+    except SpecError as err:
+        _fail_spec(err)
+    objects = sum(len(s.objects) + (1 if s.release else 0) for c in plan.clusters for s in c.steps)
+    click.echo(f"{loaded.source}: valid ({plan.provider}, {len(plan.clusters)} clusters, "
+               f"{objects} planned objects)")
+
+
+@cli.command()
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path),
+              help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Output directory (default: out/<env>).")
+@click.option("--pki-dir", "pki_dir", type=click.Path(path_type=Path), default=None,
+              help="Local PKI store (default: .meshboot/<env>/pki next to the stack file). "
+                   "Keys are encrypted when MESHBOOT_PKI_PASSPHRASE is set.")
+def render(config: Path, out: Path | None, pki_dir: Path | None) -> None:
+    """Write every Kubernetes object of every cluster as YAML, no cluster needed."""
+    from pki.store import PkiStore, PkiStoreError
+    from stacks.build import build_plan
+    from stacks.common import pki_params
+    from stacks.render import check_renderable, render_plan
+
+    loaded = _load(config)
+    try:
+        plan = build_plan(loaded.spec, source=loaded.source)
+        problems = check_renderable(plan)
+        if problems:
+            raise SpecError(loaded.source, problems)
+    except SpecError as err:
+        _fail_spec(err)
+    out = out if out is not None else Path("out") / loaded.env
+    pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
+    try:
+        mesh_pki = PkiStore(pki_dir, _passphrase()).load_or_build(
+            pki_params(loaded.spec, loaded.base_dir))
+    except PkiStoreError as err:
+        click.echo(f"error: PKI store: {err}", err=True)
+        sys.exit(EXIT_SPEC)
+    except ValueError as err:  # e.g. an imported root that is not a usable CA
+        click.echo(f"error: {loaded.source}: meshboot:pki.rootCa: {err}", err=True)
+        sys.exit(EXIT_SPEC)
+    summary = render_plan(plan, mesh_pki, out, loaded.source)
+    click.echo(summary.text())
+    click.echo(f"PKI store: {pki_dir} ({'encrypted keys' if _passphrase() else 'keys unencrypted'})")
+    if mesh_pki.reissued:
+        click.echo(f"issued intermediate CAs for: {', '.join(mesh_pki.reissued)}")
+
+
+def main() -> None:
+    cli(prog_name="meshboot")
+
+
+if __name__ == "__main__":
+    main()

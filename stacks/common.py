@@ -1,0 +1,79 @@
+"""Pieces every stack shares: PKI inputs from the spec, namespaces, topology."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clusters.spec import ClusterSpec, Spec
+from pki.hierarchy import PkiParams
+from pki.keys import KeyAlgorithm
+
+
+def pki_params(spec: Spec, base_dir: Path | None = None) -> PkiParams:
+    """The PKI inputs of an environment (root import read from files if given)."""
+    imported = None
+    rc = spec.pki.root_ca
+    if rc is not None:
+        cert = rc.cert_pem or _read(rc.cert_file, base_dir)
+        key = rc.key_pem or _read(rc.key_file, base_dir)
+        imported = (cert, key)
+    return PkiParams(
+        profile=spec.mesh.provider,
+        mesh_id=spec.mesh.id,
+        trust_domain=spec.mesh.trust_domain,
+        key_algorithm=KeyAlgorithm(spec.pki.key_algorithm),
+        root_validity_days=spec.pki.root_validity_days,
+        intermediate_validity_days=spec.pki.intermediate_validity_days,
+        renew_before_days=spec.pki.renew_before_days,
+        clusters=tuple(spec.cluster_names),
+        imported_root=imported,
+    )
+
+
+def _read(path: str | None, base_dir: Path | None) -> str:
+    assert path is not None
+    p = Path(path)
+    if base_dir is not None and not p.is_absolute():
+        p = base_dir / p
+    return p.read_text()
+
+
+def namespace(name: str, labels: dict[str, str] | None = None,
+              annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = dict(sorted(labels.items()))
+    if annotations:
+        meta["annotations"] = dict(sorted(annotations.items()))
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def cluster_index(spec: Spec, name: str) -> int:
+    return spec.cluster_names.index(name)
+
+
+def networks(spec: Spec) -> list[str]:
+    return sorted({c.network for c in spec.clusters})
+
+
+def is_multi_network(spec: Spec) -> bool:
+    return len(networks(spec)) > 1
+
+
+def remotes_of(spec: Spec, primary: str) -> list[ClusterSpec]:
+    return [c for c in spec.clusters if c.is_remote and c.primary == primary]
+
+
+def locality(cluster: ClusterSpec) -> str | None:
+    if not cluster.region:
+        return None
+    return "/".join(p for p in (cluster.region, cluster.zone) if p)
+
+
+def service_namespaces(spec: Spec) -> list[str]:
+    return sorted({s.namespace for s in spec.services})
+
+
+# Namespaces Kubernetes creates itself: never (re)created by meshboot.
+BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})

@@ -1,0 +1,198 @@
+"""The plan: what meshboot applies to each cluster, as plain Python data.
+
+A stack (Istio, Linkerd) turns the spec into a ``MeshPlan``; two adapters
+consume it: ``stacks.render`` writes YAML, ``stacks.pulumi_program`` creates
+Pulumi resources. Values that only exist at deploy time or live in the PKI
+are *references* inside the objects; each adapter resolves them its own way:
+
+- ``PkiRef``: certificate/key material. Render reads the local PKI store;
+  Pulumi uses the outputs of the PKI dynamic resources (key = secret).
+- ``GatewayAddressRef``: a cluster's east-west gateway address. The spec's
+  fixed address, else (Pulumi only) the gateway Service's load-balancer
+  ingress once the gateway is installed.
+- ``KubeconfigRef``: a kubeconfig for reaching another cluster with the token
+  of a ServiceAccount there. Only Pulumi can build it (the token exists once
+  the cluster does); render lists such objects instead of writing them.
+
+Steps run in order inside a cluster; ``after`` names the steps a step waits
+for (Pulumi ``depends_on``, Flux ``dependsOn``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PkiItem = Literal["root-cert", "ca-cert", "ca-key", "cert-chain"]
+
+
+@dataclass(frozen=True)
+class PkiRef:
+    """PEM from the mesh PKI. ``root-cert`` is mesh wide (cluster None)."""
+
+    item: PkiItem
+    cluster: str | None = None
+
+    @property
+    def secret(self) -> bool:
+        return self.item == "ca-key"
+
+
+@dataclass(frozen=True)
+class GatewayAddressRef:
+    """The address other clusters use to reach ``cluster``'s east-west gateway."""
+
+    cluster: str
+    namespace: str             # of the gateway's LoadBalancer Service
+    service: str
+    fixed: str | None          # the spec's eastWestGateway.address
+    after_step: str            # the step that installs the gateway in ``cluster``
+    spec_path: str             # key path to name when render has no address
+
+
+@dataclass(frozen=True)
+class KubeconfigRef:
+    """A kubeconfig for ``target``: its apiServer, CA and a ServiceAccount token.
+
+    The token and CA come from the ``kubernetes.io/service-account-token``
+    Secret ``token_secret`` (namespace, name) that the plan creates in
+    ``target``.
+    """
+
+    target: str
+    api_server: str
+    token_secret: tuple[str, str]
+    user: str
+
+
+Ref = PkiRef | GatewayAddressRef | KubeconfigRef
+
+
+@dataclass(frozen=True)
+class HelmRelease:
+    """A Helm chart install (Pulumi helm.v3.Release, Flux HelmRelease)."""
+
+    release_name: str
+    namespace: str
+    chart: str
+    repo_name: str             # HelmRepository name in render
+    repo_url: str
+    version: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work in a cluster.
+
+    Exactly one of ``objects`` (Kubernetes objects) or ``release`` is set.
+    """
+
+    name: str
+    after: tuple[str, ...] = ()
+    objects: tuple[dict[str, Any], ...] = ()
+    release: HelmRelease | None = None
+    # Pulumi: wait for these objects' readiness (e.g. CRDs before CRs).
+    description: str = ""
+
+
+@dataclass
+class ClusterPlan:
+    cluster: str
+    steps: list[Step] = field(default_factory=list)
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(f"{self.cluster}: no step {name!r}")
+
+    def add(self, step: Step) -> Step:
+        if any(s.name == step.name for s in self.steps):
+            raise ValueError(f"{self.cluster}: duplicate step {step.name!r}")
+        for dep in step.after:
+            self.step(dep)  # must already exist: steps are in dependency order
+        self.steps.append(step)
+        return step
+
+    def objects(self) -> Iterator[tuple[Step, dict[str, Any]]]:
+        for s in self.steps:
+            for obj in s.objects:
+                yield s, obj
+
+
+@dataclass
+class MeshPlan:
+    provider: str
+    mesh_id: str
+    clusters: list[ClusterPlan]
+    notes: list[str] = field(default_factory=list)
+
+    def cluster(self, name: str) -> ClusterPlan:
+        for c in self.clusters:
+            if c.cluster == name:
+                return c
+        raise KeyError(name)
+
+
+def walk_refs(value: Any) -> Iterator[Ref]:
+    """Every reference inside a (nested) value."""
+    if isinstance(value, PkiRef | GatewayAddressRef | KubeconfigRef):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from walk_refs(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from walk_refs(v)
+
+
+def resolve(value: Any, resolver: Callable[[Ref], Any]) -> Any:
+    """A copy of ``value`` with every reference replaced by ``resolver(ref)``."""
+    if isinstance(value, PkiRef | GatewayAddressRef | KubeconfigRef):
+        return resolver(value)
+    if isinstance(value, dict):
+        return {k: resolve(v, resolver) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [resolve(v, resolver) for v in value]
+    return value
+
+
+def object_key(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(apiVersion, kind, namespace, name): unique per cluster."""
+    meta = obj.get("metadata", {})
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def is_secret(obj: dict[str, Any]) -> bool:
+    return obj.get("kind") == "Secret" and obj.get("apiVersion") == "v1"
+
+
+def is_deferred(obj: dict[str, Any]) -> bool:
+    """Objects only ``pulumi up`` can create (they need another cluster's token)."""
+    return any(isinstance(r, KubeconfigRef) for r in walk_refs(obj))
+
+
+def kubeconfig_yaml(cluster: str, server: str, ca_pem: str, token: str, user: str) -> str:
+    """A token kubeconfig as istiod and the Linkerd service mirror accept it.
+
+    Inline CA data and a bearer token only: istiod rejects exec plugins,
+    token files and file-based certificates.
+    """
+    import base64
+    import json
+
+    ca_b64 = base64.b64encode(ca_pem.encode()).decode()
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {
+            "server": server, "certificate-authority-data": ca_b64}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+        "current-context": cluster,
+        "preferences": {},
+    }
+    # JSON is YAML; it keeps this free of dumper differences between adapters.
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
