@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from clusters.errors import Problem, SpecError
+from clusters.linkerd_spec import LinkerdSpec
 from clusters.policy import validate_policy
 from clusters.pulumi_secrets import PassphraseCrypter, SecretDecryptError, crypter_for_stack
 from clusters.spec import (
@@ -35,6 +36,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "pki": PkiSpec,
     "security": SecuritySpec,
     "traffic": TrafficSpec,
+    "linkerd": LinkerdSpec,
 }
 _LIST_MODELS: dict[str, type[BaseModel]] = {"clusters": ClusterSpec, "services": ServiceSpec}
 

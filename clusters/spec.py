@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from clusters.linkerd_spec import LinkerdSpec
 from clusters.policy import SecuritySpec, ServicePolicyFields, TrafficSpec
 
 DEFAULT_VERSIONS = {"istio": "1.30.3", "linkerd": "edge-26.8.3"}
@@ -102,6 +103,8 @@ class ServiceSpec(ServicePolicyFields):
     namespace: str = "default"
     ports: list[PortSpec] = Field(min_length=1)
     clusters: list[str] = Field(min_length=1)
+    # Linkerd: export as a federated service (one Service over all clusters).
+    federated: bool = False
 
     @property
     def host(self) -> str:
@@ -117,6 +120,7 @@ class Spec(Model):
     services: list[ServiceSpec] = []
     security: SecuritySpec = SecuritySpec()
     traffic: TrafficSpec = TrafficSpec()
+    linkerd: LinkerdSpec = LinkerdSpec()
 
     def cluster(self, name: str) -> ClusterSpec:
         for c in self.clusters:
@@ -137,4 +141,5 @@ CONFIG_KEYS = {
     "meshboot:services": "services",
     "meshboot:security": "security",
     "meshboot:traffic": "traffic",
+    "meshboot:linkerd": "linkerd",
 }

@@ -1,0 +1,155 @@
+"""Strict validation of rendered objects, as ``kubectl apply`` with strict field validation.
+
+Core kinds go through ``kubernetes-validate`` (strict). Custom resources are
+checked against the CRD ``openAPIV3Schema`` copies in ``tests/data/schemas``,
+converted so that unknown fields are errors (see that directory's INDEX.tsv
+for their origin).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "data" / "schemas"
+CHART_VALUES_DIR = Path(__file__).resolve().parent.parent / "data" / "chart-values"
+K8S_VERSION = "1.33.0"
+# Chart values that are free-form maps even where their default has entries.
+FREE_FORM = {"labels", "annotations", "podAnnotations", "podLabels", "nodeSelector", "env"}
+
+
+class ObjectInvalid(AssertionError):
+    pass
+
+
+def _strict(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()
+           if k not in ("x-kubernetes-validations",)}
+    if out.pop("x-kubernetes-int-or-string", False):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if out.pop("nullable", False) and "type" in out:
+        t = out["type"]
+        out["type"] = [t, "null"] if isinstance(t, str) else [*t, "null"]
+    preserve = out.pop("x-kubernetes-preserve-unknown-fields", False)
+    for key in list(out):
+        if key.startswith("x-kubernetes-"):
+            out.pop(key)
+    if "properties" in out and not preserve and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+@cache
+def crd_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    group, _, version = api_version.rpartition("/")
+    path = SCHEMA_DIR / group / f"{kind.lower()}_{version}.json"
+    if not group or not path.exists():
+        return None
+    schema = _strict(json.loads(path.read_text()))
+    # metadata is validated by the API server's ObjectMeta rules, not the CRD schema.
+    props = schema.setdefault("properties", {})
+    props["metadata"] = {"type": "object"}
+    props.setdefault("apiVersion", {"type": "string"})
+    props.setdefault("kind", {"type": "string"})
+    return schema
+
+
+def validate_object(obj: dict[str, Any]) -> None:
+    """Raise ObjectInvalid unless ``obj`` is a valid object of its kind."""
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    name = f"{kind} {obj.get('metadata', {}).get('namespace', '')}/{obj.get('metadata', {}).get('name')}"
+    group = api_version.rpartition("/")[0]
+    if "." in group and not group.endswith(".k8s.io"):
+        schema = crd_schema(api_version, kind)
+        if schema is None:
+            raise ObjectInvalid(f"{name}: no schema for {api_version} {kind}")
+        errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=str)
+        if errors:
+            msgs = "; ".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                             for e in errors[:5])
+            raise ObjectInvalid(f"{name}: {msgs}")
+        _check_metadata(obj, name)
+        return
+    try:
+        kubernetes_validate.validate(copy.deepcopy(obj), K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        raise ObjectInvalid(f"{name}: {exc.message} at {list(exc.path)}") from exc
+
+
+def _check_metadata(obj: dict[str, Any], name: str) -> None:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not meta.get("name"):
+        raise ObjectInvalid(f"{name}: metadata.name missing")
+    allowed = {"name", "namespace", "labels", "annotations"}
+    extra = set(meta) - allowed
+    if extra:
+        raise ObjectInvalid(f"{name}: unexpected metadata fields {sorted(extra)}")
+    for key in ("labels", "annotations"):
+        for k, v in (meta.get(key) or {}).items():
+            if not isinstance(v, str):
+                raise ObjectInvalid(f"{name}: metadata.{key}.{k} must be a string")
+
+
+def load_tree(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """cluster -> every object rendered for it (recursively, all YAML files)."""
+    result: dict[str, list[dict[str, Any]]] = {}
+    for cluster_dir in sorted(p for p in out_dir.iterdir() if p.is_dir()):
+        objs: list[dict[str, Any]] = []
+        for f in sorted(cluster_dir.rglob("*.yaml")):
+            objs.extend(d for d in yaml.safe_load_all(f.read_text()) if d is not None)
+        result[cluster_dir.name] = objs
+    return result
+
+
+@cache
+def chart_defaults(chart_file: str) -> dict[str, Any]:
+    return yaml.safe_load((CHART_VALUES_DIR / chart_file).read_text())
+
+
+def unknown_value_paths(values: dict[str, Any], chart_file: str) -> list[str]:
+    """Key paths set in ``values`` that the chart's default values do not define.
+
+    Istio charts keep defaults under ``_internal_defaults_do_not_set``;
+    ``profile`` and ``meshConfig`` (free-form) are accepted for Istio charts.
+    A path stops being checked where the default is a free-form map (``{}``).
+    """
+    defaults = chart_defaults(chart_file)
+    if "_internal_defaults_do_not_set" in defaults:
+        defaults = {**defaults["_internal_defaults_do_not_set"],
+                    **{k: v for k, v in defaults.items() if k != "_internal_defaults_do_not_set"}}
+        special = {"profile", "meshConfig"}
+    else:
+        special = set()
+    bad: list[str] = []
+
+    def walk(val: Any, dflt: Any, path: str) -> None:
+        if not isinstance(val, dict):
+            return
+        if not isinstance(dflt, dict):
+            bad.append(path + " (not a map in the chart)")
+            return
+        if not dflt or path.rsplit(".", 1)[-1] in FREE_FORM:
+            return  # free-form map
+        for k, v in val.items():
+            p = f"{path}.{k}" if path else k
+            if not path and k in special:
+                continue
+            if k not in dflt:
+                bad.append(p)
+            else:
+                walk(v, dflt[k], p)
+
+    walk(values, defaults, "")
+    return bad
