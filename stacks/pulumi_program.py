@@ -1,0 +1,314 @@
+"""Pulumi adapter: the plan as Pulumi resources.
+
+One ``MeshEnvironment`` component per stack; under it the PKI (dynamic
+resources whose keys are secret outputs) and one ``ClusterMesh`` component per
+cluster with its own explicit ``kubernetes.Provider``. Every child is named
+``<cluster>-...`` so URNs never collide. Steps map to resources:
+
+- a Helm release step -> ``kubernetes.helm.v3.Release`` (waits for readiness,
+  which is what orders ``istiod`` before Istio custom resources);
+- Secrets -> ``kubernetes.core.v1.Secret`` with ``data``/``stringData`` as
+  secret outputs (key material never lands in plain state);
+- other objects of a step -> one ``kubernetes.yaml.v2.ConfigGroup``, so the
+  resource count does not grow with the number of services;
+- ``after`` -> ``depends_on``; cross-cluster references (tokens, gateway
+  addresses) are Outputs, so Pulumi orders them across clusters itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from clusters.spec import ClusterSpec, Spec
+from pki.provider import IntermediateCA, RootCA
+from stacks.common import pki_params
+from stacks.plan import (
+    ClusterPlan,
+    GatewayAddressRef,
+    KubeconfigRef,
+    MeshPlan,
+    PkiRef,
+    Ref,
+    Step,
+    is_secret,
+    kubeconfig_yaml,
+    resolve,
+    walk_refs,
+)
+
+
+class ProgramError(Exception):
+    """A problem the Pulumi program reports before creating anything."""
+
+
+@dataclass(frozen=True)
+class MeshEnvironmentArgs:
+    spec: Spec
+    plan: MeshPlan
+    base_dir: Path = Path(".")
+
+
+def kubeconfig_contents(cluster: ClusterSpec, base_dir: Path,
+                        env: dict[str, str] | None = None) -> str:
+    """The kubeconfig for a cluster's provider: inline, a file, or $KUBECONFIG.
+
+    Passed explicitly: ``kubernetes.Provider`` would otherwise silently read
+    whatever KUBECONFIG points at.
+    """
+    env = dict(os.environ) if env is None else env
+    value = cluster.kubeconfig
+    if value and ("\n" in value or value.lstrip().startswith(("apiVersion", "{"))):
+        return value
+    candidates: list[Path] = []
+    if value:
+        p = Path(value).expanduser()
+        candidates.append(p if p.is_absolute() else base_dir / p)
+    else:
+        for part in env.get("KUBECONFIG", "").split(os.pathsep):
+            if part:
+                candidates.append(Path(part).expanduser())
+        candidates.append(Path(env.get("HOME", "~")).expanduser() / ".kube" / "config")
+    for p in candidates:
+        if p.is_file():
+            return p.read_text()
+    where = ", ".join(str(p) for p in candidates)
+    raise ProgramError(f"cluster {cluster.name!r}: no kubeconfig found (looked at {where}); set "
+                       "meshboot:clusters[].kubeconfig to a path or (secure) contents")
+
+
+@dataclass
+class _ClusterState:
+    spec: ClusterSpec
+    plan: ClusterPlan
+    component: pulumi.ComponentResource
+    provider: k8s.Provider
+    done: dict[str, list[pulumi.Resource]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], k8s.core.v1.Secret] = field(default_factory=dict)
+
+
+class MeshPki(pulumi.ComponentResource):
+    """Root CA and one intermediate (Istio) / issuer (Linkerd) per cluster."""
+
+    def __init__(self, name: str, spec: Spec, base_dir: Path,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("meshboot:index:MeshPki", name, None, opts)
+        params = pki_params(spec, base_dir)
+        child = pulumi.ResourceOptions(parent=self)
+        imported = params.imported_root
+        self.root = RootCA(
+            f"{name}-root", profile=params.profile, mesh_id=params.mesh_id,
+            trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
+            validity_days=params.root_validity_days,
+            imported_cert_pem=imported[0] if imported else None,
+            imported_key_pem=pulumi.Output.secret(imported[1]) if imported else None,
+            opts=child)
+        self.intermediates: dict[str, IntermediateCA] = {}
+        for c in params.clusters:
+            self.intermediates[c] = IntermediateCA(
+                f"{c}-ca", profile=params.profile, mesh_id=params.mesh_id,
+                trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
+                cluster=c, validity_days=params.intermediate_validity_days,
+                renew_before_days=params.renew_before_days,
+                root_cert_pem=self.root.cert_pem, root_key_pem=self.root.key_pem, opts=child)
+        self.register_outputs({"rootCertPem": self.root.cert_pem})
+
+    def resolve(self, ref: PkiRef) -> pulumi.Output[str]:
+        if ref.item == "root-cert":
+            return self.root.cert_pem
+        assert ref.cluster is not None
+        ca = self.intermediates[ref.cluster]
+        if ref.item == "ca-cert":
+            return ca.cert_pem
+        if ref.item == "ca-key":
+            return pulumi.Output.secret(ca.key_pem)
+        return ca.chain_pem
+
+
+class MeshEnvironment(pulumi.ComponentResource):
+    """The whole environment: PKI plus every cluster's steps."""
+
+    def __init__(self, name: str, args: MeshEnvironmentArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("meshboot:index:MeshEnvironment", name, None, opts)
+        spec, plan = args.spec, args.plan
+        self.pki = MeshPki(f"{name}-pki", spec, args.base_dir,
+                           pulumi.ResourceOptions(parent=self))
+        self.clusters: dict[str, _ClusterState] = {}
+        for cp in plan.clusters:
+            cspec = spec.cluster(cp.cluster)
+            comp = pulumi.ComponentResource("meshboot:index:ClusterMesh", cp.cluster, None,
+                                            pulumi.ResourceOptions(parent=self))
+            provider = k8s.Provider(
+                f"{cp.cluster}-k8s",
+                kubeconfig=pulumi.Output.secret(kubeconfig_contents(cspec, args.base_dir)),
+                context=cspec.context,
+                opts=pulumi.ResourceOptions(parent=comp, additional_secret_outputs=["kubeconfig"]))
+            self.clusters[cp.cluster] = _ClusterState(cspec, cp, comp, provider)
+        self._gateway_addresses: dict[str, pulumi.Output[str]] = {}
+        self._kubeconfigs: dict[tuple[str, str, str], pulumi.Output[str]] = {}
+        self._build_all()
+        self.register_outputs({
+            "rootCertPem": self.pki.root.cert_pem,
+            "clusters": sorted(self.clusters),
+        })
+
+    # -- scheduling: a step runs once its own and its cross-cluster inputs exist
+    def _build_all(self) -> None:
+        pending = [(st, step) for st in self.clusters.values() for step in st.plan.steps]
+        while pending:
+            progressed = False
+            rest = []
+            for st, step in pending:
+                if self._ready(st, step):
+                    st.done[step.name] = self._build_step(st, step)
+                    progressed = True
+                else:
+                    rest.append((st, step))
+            if not progressed:
+                names = ", ".join(f"{st.plan.cluster}/{s.name}" for st, s in rest)
+                raise ProgramError(f"circular cross-cluster dependencies between: {names}")
+            pending = rest
+
+    def _ready(self, st: _ClusterState, step: Step) -> bool:
+        if any(dep not in st.done for dep in step.after):
+            return False
+        for ref in _refs(step):
+            if isinstance(ref, GatewayAddressRef) and not ref.fixed:
+                if ref.after_step not in self.clusters[ref.cluster].done:
+                    return False
+            if isinstance(ref, KubeconfigRef):
+                if ref.token_secret not in self.clusters[ref.target].secrets:
+                    return False
+        return True
+
+    def _resolver(self) -> Callable[[Ref], Any]:
+        def resolver(ref: Ref) -> Any:
+            if isinstance(ref, PkiRef):
+                return self.pki.resolve(ref)
+            if isinstance(ref, GatewayAddressRef):
+                return self._gateway_address(ref)
+            return self._kubeconfig(ref)
+        return resolver
+
+    def _gateway_address(self, ref: GatewayAddressRef) -> pulumi.Input[str]:
+        if ref.fixed:
+            return ref.fixed
+        if ref.cluster not in self._gateway_addresses:
+            st = self.clusters[ref.cluster]
+            svc = k8s.core.v1.Service.get(
+                f"{ref.cluster}-{ref.service}-lb", f"{ref.namespace}/{ref.service}",
+                opts=pulumi.ResourceOptions(parent=st.component, provider=st.provider,
+                                            depends_on=st.done[ref.after_step]))
+            self._gateway_addresses[ref.cluster] = svc.status.apply(
+                lambda status, c=ref.cluster: _ingress_address(c, status))
+        return self._gateway_addresses[ref.cluster]
+
+    def _kubeconfig(self, ref: KubeconfigRef) -> pulumi.Output[str]:
+        key = (ref.target, *ref.token_secret)
+        if key not in self._kubeconfigs:
+            st = self.clusters[ref.target]
+            ns, name = ref.token_secret
+            # Read back after creation: the token controller fills data.token/ca.crt.
+            live = k8s.core.v1.Secret.get(
+                f"{ref.target}-{name}-read", f"{ns}/{name}",
+                opts=pulumi.ResourceOptions(parent=st.component, provider=st.provider,
+                                            depends_on=[st.secrets[ref.token_secret]],
+                                            additional_secret_outputs=["data"]))
+            self._kubeconfigs[key] = pulumi.Output.secret(live.data.apply(
+                lambda data, r=ref: _token_kubeconfig(r, data)))
+        return self._kubeconfigs[key]
+
+    def _build_step(self, st: _ClusterState, step: Step) -> list[pulumi.Resource]:
+        cluster = st.plan.cluster
+        deps = [r for dep in step.after for r in st.done[dep]]
+        opts = pulumi.ResourceOptions(parent=st.component, provider=st.provider,
+                                      depends_on=deps)
+        resolver = self._resolver()
+        made: list[pulumi.Resource] = []
+        if step.release is not None:
+            rel = step.release
+            for ref in walk_refs(rel.values):
+                if isinstance(ref, PkiRef) and ref.secret:
+                    raise ProgramError(f"{cluster}/{step.name}: refusing a private key in Helm values")
+            made.append(k8s.helm.v3.Release(
+                f"{cluster}-{step.name}",
+                name=rel.release_name,
+                chart=rel.chart,
+                version=rel.version,
+                namespace=rel.namespace,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=rel.repo_url),
+                values=resolve(rel.values, resolver),
+                opts=opts))
+            return made
+        plain = []
+        for obj in step.objects:
+            if is_secret(obj):
+                made.append(self._secret(st, obj, resolver, opts))
+            else:
+                plain.append(resolve(obj, resolver))
+        if plain:
+            made.append(k8s.yaml.v2.ConfigGroup(f"{cluster}-{step.name}", objs=plain, opts=opts))
+        return made
+
+    def _secret(self, st: _ClusterState, obj: dict[str, Any], resolver: Callable[[Ref], Any],
+                opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        meta = obj["metadata"]
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        string_data = obj.get("stringData")
+        secret = k8s.core.v1.Secret(
+            f"{st.plan.cluster}-secret-{ns}-{name}",
+            metadata=meta,
+            type=obj.get("type"),
+            string_data=pulumi.Output.secret(resolve(string_data, resolver))
+            if string_data else None,
+            data=pulumi.Output.secret(obj["data"]) if obj.get("data") else None,
+            # pulumi-kubernetes marks Secret data/stringData outputs secret itself.
+            opts=opts)
+        st.secrets[(ns, name)] = secret
+        return secret
+
+
+def _refs(step: Step) -> list[Ref]:
+    items: list[Any] = list(step.objects)
+    if step.release is not None:
+        items.append(step.release.values)
+    return list(walk_refs(items))
+
+
+def _ingress_address(cluster: str, status: Any) -> str:
+    ingress = ((status or {}).get("load_balancer") or (status or {}).get("loadBalancer") or {})
+    entries = ingress.get("ingress") or []
+    for e in entries:
+        addr = e.get("ip") or e.get("hostname")
+        if addr:
+            return str(addr)
+    raise ProgramError(f"cluster {cluster!r}: the east-west gateway Service has no load-balancer "
+                       "ingress yet; set meshboot:clusters[].eastWestGateway.address or give the "
+                       "cluster a load-balancer implementation (e.g. MetalLB on kind)")
+
+
+def _token_kubeconfig(ref: KubeconfigRef, data: Any) -> str:
+    data = data or {}
+    token_b64, ca_b64 = data.get("token"), data.get("ca.crt")
+    if not token_b64 or not ca_b64:
+        raise ProgramError(f"cluster {ref.target!r}: Secret {'/'.join(ref.token_secret)} has no "
+                           "token yet (is the ServiceAccount there?); run `pulumi up` again")
+    token = base64.b64decode(token_b64).decode()
+    ca_pem = base64.b64decode(ca_b64).decode()
+    return kubeconfig_yaml(ref.target, ref.api_server, ca_pem, token, ref.user)
+
+
+def build_environment(spec: Spec, plan: MeshPlan, base_dir: Path = Path(".")) -> MeshEnvironment:
+    """Create every resource of the environment (call inside a Pulumi program)."""
+    env = MeshEnvironment(spec.mesh.id, MeshEnvironmentArgs(spec, plan, base_dir))
+    pulumi.export("rootCertPem", env.pki.root.cert_pem)
+    pulumi.export("clusters", [cp.cluster for cp in plan.clusters])
+    return env
