@@ -27,6 +27,7 @@ from typing import Any
 
 import pulumi
 import pulumi.dynamic as dyn
+from pulumi.runtime import rpc
 
 from .ca import CA, certs_from_pem, fingerprint, utcnow
 from .hierarchy import PkiParams, intermediate_inputs, needs_reissue, resolve_root
@@ -50,6 +51,11 @@ def _inputs_fingerprint(subject_inputs: dict[str, Any]) -> str:
 def _is_unknown(value: Any) -> bool:
     # During preview, inputs computed from other resources arrive as this sentinel.
     return isinstance(value, str) and value == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def _plain(props: dict[str, Any]) -> dict[str, Any]:
+    """Unwrap secret-wrapped values (the engine may pass secrets in wrapped form)."""
+    return {k: rpc.unwrap_rpc_secret(v) for k, v in props.items()}
 
 
 def _ca_outputs(ca: CA) -> dict[str, Any]:
@@ -114,6 +120,7 @@ class RootCAProvider(dyn.ResourceProvider):
     """The mesh root / trust anchor. Generated once; only subject inputs change it."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
+        news = _plain(news)
         failures: list[dyn.CheckFailure] = []
         _check_common(news, failures)
         return dyn.CheckResult(news, failures)
@@ -127,10 +134,12 @@ class RootCAProvider(dyn.ResourceProvider):
         return outs
 
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
+        props = _plain(props)
         root = resolve_root(_root_params(props), None, _now())
         return dyn.CreateResult(id_=uuid.uuid4().hex, outs=self._outs(props, root))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
+        olds, news = _plain(olds), _plain(news)
         if any(_is_unknown(v) for k, v in news.items() if not k.startswith("__")):
             return dyn.DiffResult(changes=True, replaces=[])
         changed = olds.get("subject_inputs") != _root_subject_inputs(news)
@@ -138,6 +147,7 @@ class RootCAProvider(dyn.ResourceProvider):
         return dyn.DiffResult(changes=changed or missing, replaces=[], stables=[])
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
+        olds, news = _plain(olds), _plain(news)
         changed = olds.get("subject_inputs") != _root_subject_inputs(news)
         if changed or any(not olds.get(k) for k in _CERT_OUTPUTS):
             root = resolve_root(_root_params(news), None, _now())
@@ -178,6 +188,7 @@ class IntermediateCAProvider(dyn.ResourceProvider):
     """One cluster's intermediate (istio) or identity issuer (linkerd)."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
+        news = _plain(news)
         failures: list[dyn.CheckFailure] = []
         _check_common(news, failures)
         for name in ("cluster", "root_cert_pem", "root_key_pem"):
@@ -234,9 +245,11 @@ class IntermediateCAProvider(dyn.ResourceProvider):
         return self._outs(props, ca, reason)
 
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
+        props = _plain(props)
         return dyn.CreateResult(id_=uuid.uuid4().hex, outs=self._issue(props, "created"))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
+        olds, news = _plain(olds), _plain(news)
         if any(_is_unknown(news.get(k)) for k in ("root_cert_pem", "cluster", "trust_domain",
                                                    "profile", "key_algorithm")):
             return dyn.DiffResult(changes=True, replaces=[])
@@ -246,6 +259,7 @@ class IntermediateCAProvider(dyn.ResourceProvider):
         return dyn.DiffResult(changes=reason is not None, replaces=[], stables=[])
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
+        olds, news = _plain(olds), _plain(news)
         reason = self._reason(olds, news)
         if reason is not None:
             return dyn.UpdateResult(outs=self._issue(news, reason))
