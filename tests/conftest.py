@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def base_spec() -> dict[str, Any]:
+    """A small valid environment in spec form (keys without the meshboot: prefix)."""
+    return {
+        "mesh": {"provider": "istio", "id": "mesh1", "trustDomain": "cluster.local"},
+        "pki": {"keyAlgorithm": "ecdsa-p256"},
+        "clusters": [
+            {"name": "east", "apiServer": "https://10.0.0.1:6443", "network": "net-a",
+             "region": "us-east1", "zone": "us-east1-b"},
+            {"name": "west", "apiServer": "https://10.0.0.2:6443", "network": "net-b",
+             "region": "us-west1", "zone": "us-west1-a"},
+        ],
+        "services": [
+            {"name": "reviews", "namespace": "bookinfo", "ports": [{"name": "http", "port": 9080}],
+             "clusters": ["east", "west"]},
+        ],
+    }
+
+
+def stack_doc(spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = dict(extra)
+    doc["config"] = {f"meshboot:{k}": v for k, v in spec.items()}
+    return doc
+
+
+def write_stack(directory: Path, spec: dict[str, Any], env: str = "dev", **extra: Any) -> Path:
+    path = directory / f"Pulumi.{env}.yaml"
+    path.write_text(yaml.safe_dump(stack_doc(copy.deepcopy(spec), **extra), sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def spec() -> dict[str, Any]:
+    return base_spec()
