@@ -283,11 +283,19 @@ def _refs(step: Step) -> list[Ref]:
     return list(walk_refs(items))
 
 
+def _field(obj: Any, snake: str, camel: str) -> Any:
+    """A field of an SDK output type (attribute) or of a plain dict (camelCase key)."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict) and camel in obj:
+        return obj[camel]
+    return getattr(obj, snake, None)
+
+
 def _ingress_address(cluster: str, status: Any) -> str:
-    ingress = ((status or {}).get("load_balancer") or (status or {}).get("loadBalancer") or {})
-    entries = ingress.get("ingress") or []
-    for e in entries:
-        addr = e.get("ip") or e.get("hostname")
+    lb = _field(status, "load_balancer", "loadBalancer")
+    for entry in _field(lb, "ingress", "ingress") or []:
+        addr = _field(entry, "ip", "ip") or _field(entry, "hostname", "hostname")
         if addr:
             return str(addr)
     raise ProgramError(f"cluster {cluster!r}: the east-west gateway Service has no load-balancer "

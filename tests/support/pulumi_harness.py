@@ -120,7 +120,7 @@ class EngineLikeMocks(pmocks.Mocks):
         if args.typ == "kubernetes:core/v1:Service" and args.resource_id:
             return args.resource_id, {
                 "metadata": {"name": args.resource_id.split("/", 1)[1]},
-                "status": {"load_balancer": {"ingress": [{"ip": f"198.51.100.{self.counter % 250}"}]}},
+                "status": {"loadBalancer": {"ingress": [{"ip": f"198.51.100.{self.counter % 250}"}]}},
             }
         return f"{args.name}-id", inputs
 
