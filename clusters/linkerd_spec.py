@@ -1,11 +1,50 @@
-"""``meshboot:linkerd``: Linkerd-only settings (placeholder; the Linkerd stack fills it)."""
+"""``meshboot:linkerd``: settings only the Linkerd stack reads.
+
+Everything has a default, so an environment written for Istio renders for
+Linkerd by switching ``meshboot:mesh.provider`` alone. Unknown keys are
+errors (``extra="forbid"``), like everywhere else in the spec.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
-class LinkerdSpec(BaseModel):
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
                               populate_by_name=True, frozen=True)
+
+
+class LinkPair(_Model):
+    """One direction of a link: ``source`` mirrors services of ``target``."""
+
+    source: str
+    target: str
+
+
+class ProbeSpec(_Model):
+    """How a source cluster probes a target's multicluster gateway."""
+
+    path: str = "/ready"
+    port: int = Field(default=4191, ge=1, le=65535)
+    period_seconds: int = Field(default=3, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+    timeout_seconds: int = Field(default=30, ge=1)
+
+
+class LinkerdSpec(_Model):
+    # Chart version for all three charts; default derived from
+    # meshboot:mesh.version (edge-YY.M.P -> 20YY.M.P, the edge CalVer charts).
+    chart_version: str | None = None
+    # The Kubernetes DNS domain of every cluster (Link targetClusterDomain);
+    # the identity trust domain is meshboot:mesh.trustDomain.
+    cluster_domain: str = "cluster.local"
+    gateway_port: int = Field(default=4143, ge=1, le=65535)
+    probe: ProbeSpec = ProbeSpec()
+    # Clusters on the same network link without a gateway (flat mode, services
+    # exported for remote discovery). False: every link goes through gateways,
+    # except the pairs listed in ``gatewayless``.
+    gatewayless_same_network: bool = True
+    # Extra gateway-less links (both clusters must share a network).
+    gatewayless: list[LinkPair] = []

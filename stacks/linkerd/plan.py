@@ -1,0 +1,471 @@
+"""Linkerd multi-cluster plan: spec -> per-cluster steps (pure data).
+
+Per cluster, in dependency order (see mesh-facts.md, Linkerd section):
+
+1. ``namespaces``: ``linkerd``, ``linkerd-multicluster`` and the service
+   namespaces (proxy injection on). Helm installs do not create them.
+2. ``identity-issuer``: Secret ``linkerd-identity-issuer`` (kubernetes.io/tls,
+   the cluster's issuer CA and key) and ConfigMap ``linkerd-identity-trust-roots``
+   (the shared anchor). The issuer key only ever lives in this Secret.
+3. ``linkerd-crds`` (chart). It also carries the Gateway API CRDs, pinned by the
+   chart version (``installGatewayAPI``), unless the cluster says they are
+   ``present``. The chart marks them ``helm.sh/resource-policy: keep``.
+4. ``linkerd-control-plane`` (chart): ``identity.externalCA``, issuer scheme
+   ``kubernetes.io/tls``, the anchor in ``identityTrustAnchorsPEM``.
+5. ``linkerd-multicluster`` (chart): one ``controllers`` entry per linked
+   cluster; the gateway only where some cluster links in through it.
+6. ``remote-access-token``: a ``service-account-token`` Secret for the
+   chart's ``linkerd-service-mirror-remote-access-default`` account, named
+   by ``meshboot:mesh.tokenGeneration`` so bumping it rotates the credentials.
+7. ``link-credentials``: per target, Secret ``cluster-credentials-<target>`` in
+   ``linkerd-multicluster`` and its labelled twin in ``linkerd`` (deferred:
+   built by ``pulumi up`` from the target's token).
+8. ``links``: one ``Link`` (multicluster.linkerd.io/v1alpha3) per target.
+9. ``service-export``: the spec's Services, owned by meshboot, with the export
+   label of their mode (gateway, remote discovery, federated).
+10. ``policy``: traffic/security objects from ``stacks.linkerd.policy``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from clusters.errors import Problem, SpecError
+from clusters.spec import ClusterSpec, ServiceSpec, Spec
+from stacks.common import BUILTIN_NAMESPACES, cluster_index, namespace
+from stacks.plan import (
+    ClusterPlan,
+    GatewayAddressRef,
+    HelmRelease,
+    KubeconfigRef,
+    MeshPlan,
+    PkiRef,
+    Step,
+)
+
+LINKERD_REPO = "https://helm.linkerd.io/edge"
+LINKERD_NS = "linkerd"
+MC_NS = "linkerd-multicluster"
+GATEWAY = "linkerd-gateway"
+REMOTE_ACCESS_SA = "linkerd-service-mirror-remote-access-default"
+# linkerd check warns while an anchor or issuer is valid for less than this.
+MIN_VALIDITY_DAYS = 60
+MANAGED = {"app.kubernetes.io/managed-by": "meshboot"}
+
+EXPORT_LABEL = "mirror.linkerd.io/exported"
+FEDERATED_LABEL = "mirror.linkerd.io/federated"
+CLUSTER_NAME_LABEL = "multicluster.linkerd.io/cluster-name"
+# A label selector that matches no object (Exists and DoesNotExist on one key):
+# the gateway selector of a gateway-less Link, so nothing is ever mirrored
+# through a gateway that is not there.
+MATCH_NOTHING = {"matchExpressions": [
+    {"key": EXPORT_LABEL, "operator": "Exists"},
+    {"key": EXPORT_LABEL, "operator": "DoesNotExist"},
+]}
+
+_EDGE = re.compile(r"^edge-(\d{2})\.(\d{1,2})\.(\d+)$")
+
+
+def chart_version(spec: Spec) -> str | None:
+    """The CalVer chart version: ``edge-26.8.3`` -> ``2026.8.3``."""
+    if spec.linkerd.chart_version:
+        return spec.linkerd.chart_version
+    m = _EDGE.match(spec.mesh.resolved_version)
+    if not m:
+        return None
+    return f"20{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}"
+
+
+def remote_access_token_name(spec: Spec) -> str:
+    return f"{REMOTE_ACCESS_SA}-token-g{spec.mesh.token_generation}"
+
+
+# --------------------------------------------------------------------- topology
+@dataclass(frozen=True)
+class Link:
+    source: str
+    target: str
+    gateway: bool
+
+
+def links(spec: Spec) -> list[Link]:
+    """Every ordered pair (source mirrors target), in spec order."""
+    explicit = {(p.source, p.target) for p in spec.linkerd.gatewayless}
+    out = []
+    for a in spec.clusters:
+        for b in spec.clusters:
+            if a.name == b.name:
+                continue
+            flat = ((spec.linkerd.gatewayless_same_network and a.network == b.network)
+                    or (a.name, b.name) in explicit)
+            out.append(Link(a.name, b.name, gateway=not flat))
+    return out
+
+
+def links_from(spec: Spec, source: str) -> list[Link]:
+    return [link for link in links(spec) if link.source == source]
+
+
+def needs_gateway(spec: Spec, cluster: ClusterSpec) -> bool:
+    """The multicluster gateway runs where some cluster links in through it."""
+    if cluster.east_west_gateway.enabled is True:
+        return True
+    return any(link.gateway and link.target == cluster.name for link in links(spec))
+
+
+def export_label(spec: Spec, svc: ServiceSpec, cluster: str) -> tuple[str, str]:
+    """The label that exports ``svc`` from ``cluster``.
+
+    Federated services: ``federated=member``. Otherwise ``exported=true``
+    when some cluster reaches this one through its gateway, else
+    ``exported=remote-discovery`` (every peer is on the flat network). A
+    gateway-less Link's remote-discovery selector accepts both values, so the
+    mixed case (flat to some peers, gateway to others) works with one label.
+    """
+    if svc.federated:
+        return FEDERATED_LABEL, "member"
+    via_gateway = any(link.gateway and link.target == cluster for link in links(spec))
+    return EXPORT_LABEL, "true" if via_gateway else "remote-discovery"
+
+
+def gateway_address(spec: Spec, name: str) -> GatewayAddressRef:
+    c = spec.cluster(name)
+    return GatewayAddressRef(
+        cluster=name, namespace=MC_NS, service=GATEWAY,
+        fixed=c.east_west_gateway.address, after_step="linkerd-multicluster",
+        spec_path=f"meshboot:clusters[{cluster_index(spec, name)}].eastWestGateway.address")
+
+
+def gateway_identity(spec: Spec) -> str:
+    return f"{GATEWAY}.{MC_NS}.serviceaccount.identity.{LINKERD_NS}.{spec.mesh.trust_domain}"
+
+
+# ------------------------------------------------------------------------ check
+def check(spec: Spec) -> list[Problem]:
+    problems: list[Problem] = []
+    for key, days in (("intermediateValidityDays", spec.pki.intermediate_validity_days),
+                      ("rootValidityDays", spec.pki.root_validity_days)):
+        if days < MIN_VALIDITY_DAYS:
+            what = "issuer" if key.startswith("intermediate") else "trust anchor"
+            problems.append(Problem(
+                f"meshboot:pki.{key}",
+                f"{days} days is shorter than {MIN_VALIDITY_DAYS}: `linkerd check` warns for "
+                f"every {what} valid for less than {MIN_VALIDITY_DAYS} days, so it would "
+                "never pass clean"))
+    if chart_version(spec) is None:
+        problems.append(Problem(
+            "meshboot:mesh.version",
+            f"{spec.mesh.resolved_version!r} is not an edge release (edge-YY.M.P): the "
+            "open-source charts are published in the edge repository; set "
+            "meshboot:linkerd.chartVersion to use another version"))
+    names = set(spec.cluster_names)
+    for i, pair in enumerate(spec.linkerd.gatewayless):
+        base = f"meshboot:linkerd.gatewayless[{i}]"
+        unknown = False
+        for key, value in (("source", pair.source), ("target", pair.target)):
+            if value not in names:
+                problems.append(Problem(f"{base}.{key}", f"unknown cluster {value!r}"))
+                unknown = True
+        if unknown:
+            continue
+        if pair.source == pair.target:
+            problems.append(Problem(base, "a cluster does not link to itself"))
+            continue
+        a, b = spec.cluster(pair.source), spec.cluster(pair.target)
+        if a.network != b.network:
+            problems.append(Problem(
+                base, f"a gateway-less link needs pod-to-pod connectivity, but {a.name!r} is "
+                      f"on network {a.network!r} and {b.name!r} on {b.network!r}; link them "
+                      "through the gateway (remove this entry)"))
+    for c in spec.clusters:
+        if c.east_west_gateway.enabled is False:
+            into = sorted(link.source for link in links(spec)
+                          if link.gateway and link.target == c.name)
+            if into:
+                problems.append(Problem(
+                    f"meshboot:clusters[{cluster_index(spec, c.name)}].eastWestGateway.enabled",
+                    f"{', '.join(into)} reach {c.name!r} through its multicluster gateway "
+                    "(different network): it cannot be disabled"))
+    for i, svc in enumerate(spec.services):
+        if not svc.federated:
+            continue
+        nets = sorted({spec.cluster(c).network for c in svc.clusters if c in names})
+        if len(nets) > 1:
+            problems.append(Problem(
+                f"meshboot:services[{i}].federated",
+                f"Linkerd federated services need pod-to-pod connectivity between all member "
+                f"clusters, but {svc.name!r} runs on networks {', '.join(nets)}"))
+    return problems
+
+
+# ---------------------------------------------------------------------- objects
+def linkerd_namespace() -> dict[str, Any]:
+    return namespace(LINKERD_NS, {
+        "linkerd.io/is-control-plane": "true",
+        "config.linkerd.io/admission-webhooks": "disabled",
+        "linkerd.io/control-plane-ns": LINKERD_NS,
+        "pod-security.kubernetes.io/enforce": "privileged",
+    }, {"linkerd.io/inject": "disabled"})
+
+
+def multicluster_namespace() -> dict[str, Any]:
+    return namespace(MC_NS, {
+        "linkerd.io/extension": "multicluster",
+        "pod-security.kubernetes.io/enforce": "privileged",
+    })
+
+
+def issuer_secret(cluster: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "linkerd-identity-issuer", "namespace": LINKERD_NS,
+                     "labels": dict(MANAGED)},
+        "stringData": {
+            "tls.crt": PkiRef("ca-cert", cluster),
+            "tls.key": PkiRef("ca-key", cluster),
+            "ca.crt": PkiRef("root-cert"),
+        },
+    }
+
+
+def trust_roots_configmap() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "linkerd-identity-trust-roots", "namespace": LINKERD_NS,
+                     "labels": dict(MANAGED)},
+        "data": {"ca-bundle.crt": PkiRef("root-cert")},
+    }
+
+
+def crds_values(c: ClusterSpec) -> dict[str, Any]:
+    return {"installGatewayAPI": c.gateway_api_crds == "install"}
+
+
+def control_plane_values(spec: Spec) -> dict[str, Any]:
+    return {
+        "clusterDomain": spec.linkerd.cluster_domain,
+        "identityTrustDomain": spec.mesh.trust_domain,
+        "identityTrustAnchorsPEM": PkiRef("root-cert"),
+        "identity": {"externalCA": True, "issuer": {"scheme": "kubernetes.io/tls"}},
+    }
+
+
+def multicluster_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
+    probe = spec.linkerd.probe
+    controllers = []
+    for link in links_from(spec, c.name):
+        entry: dict[str, Any] = {"link": {"ref": {"name": link.target}}}
+        if not link.gateway:
+            entry["gateway"] = {"enabled": False}
+        controllers.append(entry)
+    return {
+        "linkerdNamespace": LINKERD_NS,
+        "identityTrustDomain": spec.mesh.trust_domain,
+        "gateway": {
+            "enabled": needs_gateway(spec, c),
+            "port": spec.linkerd.gateway_port,
+            "probe": {"path": probe.path, "port": probe.port, "seconds": probe.period_seconds},
+        },
+        "controllers": controllers,
+    }
+
+
+def remote_access_token(spec: Spec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/service-account-token",
+        "metadata": {
+            "name": remote_access_token_name(spec),
+            "namespace": MC_NS,
+            "annotations": {"kubernetes.io/service-account.name": REMOTE_ACCESS_SA},
+            "labels": dict(MANAGED),
+        },
+    }
+
+
+def credentials_secrets(spec: Spec, target: ClusterSpec) -> list[dict[str, Any]]:
+    """``cluster-credentials-<target>`` in linkerd-multicluster and its twin in linkerd."""
+    kubeconfig = KubeconfigRef(
+        target=target.name, api_server=target.api_server,
+        token_secret=(MC_NS, remote_access_token_name(spec)), user=REMOTE_ACCESS_SA)
+    out = []
+    for ns, labels, annots in (
+        (MC_NS, {**MANAGED}, None),
+        (LINKERD_NS, {**MANAGED, CLUSTER_NAME_LABEL: target.name},
+         {"multicluster.linkerd.io/trust-domain": spec.mesh.trust_domain,
+          "multicluster.linkerd.io/cluster-domain": spec.linkerd.cluster_domain}),
+    ):
+        meta: dict[str, Any] = {"name": f"cluster-credentials-{target.name}",
+                                "namespace": ns, "labels": dict(sorted(labels.items()))}
+        if annots:
+            meta["annotations"] = annots
+        out.append({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "mirror.linkerd.io/remote-kubeconfig",
+            "metadata": meta,
+            "stringData": {"kubeconfig": kubeconfig},
+        })
+    return out
+
+
+def link_object(spec: Spec, link: Link) -> dict[str, Any]:
+    probe = spec.linkerd.probe
+    body: dict[str, Any] = {
+        "targetClusterName": link.target,
+        "targetClusterDomain": spec.linkerd.cluster_domain,
+        "targetClusterLinkerdNamespace": LINKERD_NS,
+        "clusterCredentialsSecret": f"cluster-credentials-{link.target}",
+    }
+    if link.gateway:
+        body.update({
+            "gatewayAddress": gateway_address(spec, link.target),
+            "gatewayPort": str(spec.linkerd.gateway_port),
+            "gatewayIdentity": gateway_identity(spec),
+            "probeSpec": {
+                "path": probe.path,
+                "port": str(probe.port),
+                "period": f"{probe.period_seconds}s",
+                "failureThreshold": str(probe.failure_threshold),
+                "timeout": f"{probe.timeout_seconds}s",
+            },
+            "selector": {"matchLabels": {EXPORT_LABEL: "true"}},
+            "remoteDiscoverySelector": {"matchLabels": {EXPORT_LABEL: "remote-discovery"}},
+        })
+    else:
+        body.update({
+            "selector": MATCH_NOTHING,
+            "remoteDiscoverySelector": {"matchExpressions": [
+                {"key": EXPORT_LABEL, "operator": "In", "values": ["true", "remote-discovery"]},
+            ]},
+        })
+    body["federatedServiceSelector"] = {"matchLabels": {FEDERATED_LABEL: "member"}}
+    return {
+        "apiVersion": "multicluster.linkerd.io/v1alpha3",
+        "kind": "Link",
+        "metadata": {"name": link.target, "namespace": MC_NS, "labels": dict(MANAGED)},
+        "spec": body,
+    }
+
+
+_APP_PROTOCOL = {"HTTP": "http", "HTTP2": "kubernetes.io/h2c", "GRPC": "kubernetes.io/h2c",
+                 "HTTPS": "https"}
+
+
+def service_object(spec: Spec, svc: ServiceSpec, cluster: str) -> dict[str, Any]:
+    """The Service meshboot owns in a cluster that runs ``svc``.
+
+    Selector ``app: <name>`` (the app team labels its pods so); ports from
+    the spec; the export label of its mode. meshboot owning the Service is
+    what makes the label stick: a label patched onto someone else's Service
+    is lost the next time they apply it.
+    """
+    key, value = export_label(spec, svc, cluster)
+    ports = []
+    for p in svc.ports:
+        port: dict[str, Any] = {"name": p.name, "port": p.port, "protocol": "TCP",
+                                "targetPort": p.target_port or p.port}
+        if p.protocol in _APP_PROTOCOL:
+            port["appProtocol"] = _APP_PROTOCOL[p.protocol]
+        ports.append(port)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": svc.name, "namespace": svc.namespace,
+                     "labels": dict(sorted({**MANAGED, "app": svc.name, key: value}.items()))},
+        "spec": {"type": "ClusterIP", "selector": {"app": svc.name}, "ports": ports},
+    }
+
+
+def chart(spec: Spec, name: str, namespace_: str, values: dict[str, Any]) -> HelmRelease:
+    version = chart_version(spec)
+    assert version is not None  # check() reported it
+    return HelmRelease(
+        release_name=name, namespace=namespace_, chart=name, repo_name="linkerd",
+        repo_url=spec.mesh.chart_repository or LINKERD_REPO, version=version, values=values)
+
+
+PolicyBuilder = Callable[[Spec, str], tuple[dict[str, list[dict[str, Any]]], list[Problem]]]
+
+
+def build_linkerd_plan(spec: Spec, source: str = "spec",
+                       policy: PolicyBuilder | None = None) -> MeshPlan:
+    """The Linkerd plan; raises SpecError with every problem at once."""
+    if policy is None:
+        from stacks.linkerd.policy import linkerd_policy_objects as policy
+    problems = check(spec)
+    policy_objects, policy_problems = policy(spec, source)
+    problems += policy_problems
+    if problems:
+        raise SpecError(source, problems)
+    plans = []
+    multi = len(spec.clusters) > 1
+    for c in spec.clusters:
+        cp = ClusterPlan(c.name)
+        objs = [linkerd_namespace()]
+        if multi:
+            objs.append(multicluster_namespace())
+        objs += [namespace(ns, annotations={"linkerd.io/inject": "enabled"})
+                 for ns in sorted({s.namespace for s in spec.services if c.name in s.clusters})
+                 if ns not in BUILTIN_NAMESPACES and ns not in (LINKERD_NS, MC_NS)]
+        cp.add(Step("namespaces", objects=tuple(objs)))
+        cp.add(Step("identity-issuer", after=("namespaces",),
+                    objects=(issuer_secret(c.name), trust_roots_configmap())))
+        cp.add(Step("linkerd-crds", after=("namespaces",),
+                    release=chart(spec, "linkerd-crds", LINKERD_NS, crds_values(c))))
+        cp.add(Step("linkerd-control-plane", after=("identity-issuer", "linkerd-crds"),
+                    release=chart(spec, "linkerd-control-plane", LINKERD_NS,
+                                  control_plane_values(spec))))
+        last = "linkerd-control-plane"
+        if multi:
+            cp.add(Step("linkerd-multicluster", after=("linkerd-control-plane",),
+                        release=chart(spec, "linkerd-multicluster", MC_NS,
+                                      multicluster_values(spec, c))))
+            # Read by every other cluster: the chart creates the account.
+            cp.add(Step("remote-access-token", after=("linkerd-multicluster",),
+                        objects=(remote_access_token(spec),)))
+            out_links = links_from(spec, c.name)
+            creds = [s for link in out_links
+                     for s in credentials_secrets(spec, spec.cluster(link.target))]
+            cp.add(Step("link-credentials", after=("linkerd-multicluster",),
+                        objects=tuple(creds)))
+            cp.add(Step("links", after=("link-credentials",),
+                        objects=tuple(link_object(spec, link) for link in out_links)))
+            last = "links"
+        svcs = [service_object(spec, s, c.name) for s in spec.services if c.name in s.clusters]
+        if svcs:
+            cp.add(Step("service-export", after=("namespaces",), objects=tuple(svcs)))
+        extra = policy_objects.get(c.name, [])
+        if extra:
+            cp.add(Step("policy", after=(last,), objects=tuple(extra)))
+        plans.append(cp)
+    return MeshPlan(provider="linkerd", mesh_id=spec.mesh.id, clusters=plans,
+                    notes=_notes(spec))
+
+
+def _notes(spec: Spec) -> list[str]:
+    notes = []
+    remotes = [c.name for c in spec.clusters if c.is_remote]
+    if remotes:
+        notes.append(f"linkerd: {', '.join(remotes)} (role remote) get a full control plane: "
+                     "Linkerd has no primary-remote mode, every cluster is an equal member "
+                     "linked to all others")
+    if spec.mesh.token_generation > 1:
+        notes.append(f"linkerd: remote-access tokens at generation {spec.mesh.token_generation}: "
+                     "`pulumi up` replaces the link credentials and deletes the previous token "
+                     "Secrets; check `linkerd multicluster check`")
+    present = [c.name for c in spec.clusters if c.gateway_api_crds == "present"]
+    if present:
+        notes.append(f"linkerd: Gateway API CRDs expected present in {', '.join(present)}; "
+                     "their version must be one Linkerd supports")
+    if any(s.namespace in BUILTIN_NAMESPACES for s in spec.services):
+        notes.append("linkerd: services in built-in namespaces: annotate their pods with "
+                     "linkerd.io/inject=enabled (meshboot does not modify built-in namespaces)")
+    return notes
