@@ -103,6 +103,59 @@ def render(config: Path, out: Path | None, pki_dir: Path | None) -> None:
         click.echo(f"issued intermediate CAs for: {', '.join(mesh_pki.reissued)}")
 
 
+@cli.command()
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path),
+              help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
+@click.option("--pki-dir", "pki_dir", type=click.Path(path_type=Path), default=None,
+              help="Local PKI store (default: .meshboot/<env>/pki next to the stack file).")
+def preflight(config: Path, pki_dir: Path | None) -> None:
+    """Run the mesh's own certificate checks on the PKI store, without touching it.
+
+    Istio: the reasons istiod refuses a cacerts Secret. Linkerd: the
+    linkerd-identity checks of `linkerd check`. Exit 1 if a check fails
+    (warnings, like "valid for less than 60 days", do not fail).
+    """
+    import shutil
+    import tempfile
+
+    from pki.bundles import istio_cacerts
+    from pki.checks import istio_cacerts_checks, linkerd_identity_checks
+    from pki.store import PkiStore, PkiStoreError
+    from stacks.common import pki_params
+
+    loaded = _load(config)
+    pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
+    if not (pki_dir / "meta.json").exists():
+        click.echo(f"error: no PKI store at {pki_dir}; run `meshboot render` first", err=True)
+        sys.exit(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Work on a copy: a check must never re-issue or rewrite the real store.
+        copy = Path(tmp) / "pki"
+        shutil.copytree(pki_dir, copy)
+        try:
+            mesh_pki = PkiStore(copy, _passphrase()).load_or_build(
+                pki_params(loaded.spec, loaded.base_dir))
+        except PkiStoreError as err:
+            click.echo(f"error: PKI store: {str(err).replace(str(copy), str(pki_dir))}", err=True)
+            sys.exit(EXIT_SPEC)
+    failed = False
+    for cluster in loaded.spec.cluster_names:
+        if cluster in mesh_pki.reissued:
+            click.echo(f"{cluster}: intermediate would be re-issued on the next run "
+                       f"({mesh_pki.reasons.get(cluster, 'missing')})")
+        ca = mesh_pki.intermediates[cluster]
+        if loaded.spec.mesh.provider == "linkerd":
+            checks = linkerd_identity_checks(mesh_pki.root.cert_pem, ca.cert_pem, ca.key_pem)
+        else:
+            checks = istio_cacerts_checks(istio_cacerts(ca))
+        for check in checks:
+            mark = "ok" if check.ok else ("warn" if check.warning else "FAIL")
+            detail = f": {check.message}" if check.message and not check.ok else ""
+            click.echo(f"{cluster}: [{mark}] {check.name}{detail}")
+            failed = failed or check.failed
+    sys.exit(1 if failed else 0)
+
+
 def main() -> None:
     cli(prog_name="meshboot")
 
