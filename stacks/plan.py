@@ -148,14 +148,36 @@ def walk_refs(value: Any) -> Iterator[Ref]:
             yield from walk_refs(v)
 
 
+_REF_TYPES = (PkiRef, GatewayAddressRef, KubeconfigRef)
+
+
 def resolve(value: Any, resolver: Callable[[Ref], Any]) -> Any:
-    """A copy of ``value`` with every reference replaced by ``resolver(ref)``."""
-    if isinstance(value, PkiRef | GatewayAddressRef | KubeconfigRef):
+    """``value`` with every reference replaced by ``resolver(ref)``.
+
+    Sub-trees without references are returned as they are (not copied):
+    plan objects are never mutated, and this keeps render close to the cost
+    of dumping YAML.
+    """
+    kind = type(value)
+    if kind is dict:
+        out = None
+        for k, v in value.items():
+            t = type(v)
+            if t is str or t is int or t is bool or v is None:
+                continue
+            new = resolve(v, resolver)
+            if new is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
+    if kind is list or kind is tuple:
+        items = [resolve(v, resolver) for v in value]
+        if kind is list and all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items
+    if kind in _REF_TYPES:
         return resolver(value)
-    if isinstance(value, dict):
-        return {k: resolve(v, resolver) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [resolve(v, resolver) for v in value]
     return value
 
 

@@ -62,6 +62,10 @@ def dump_all(objs: list[dict[str, Any]]) -> str:
                          explicit_start=True, width=1_000_000)
 
 
+class _Deferred(Exception):
+    """Raised while resolving an object only ``pulumi up`` can build."""
+
+
 @dataclass
 class RenderSummary:
     out_dir: Path
@@ -133,7 +137,7 @@ def render_files(plan: MeshPlan, pki_resolver: PkiResolver,
             return pki_resolver(ref)
         if isinstance(ref, GatewayAddressRef):
             return ref.fixed
-        raise AssertionError(f"unresolvable in render: {ref}")
+        raise _Deferred()
 
     files: dict[str, tuple[str, bool]] = {}
     for cp in plan.clusters:
@@ -150,10 +154,11 @@ def render_files(plan: MeshPlan, pki_resolver: PkiResolver,
             for obj in step.objects:
                 meta = obj["metadata"]
                 ident = f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " ")
-                if is_deferred(obj):
+                try:
+                    resolved = resolve(obj, resolver)
+                except _Deferred:
                     deferred.append(ident)
                     continue
-                resolved = resolve(obj, resolver)
                 if is_secret(obj):
                     path = f"{cp.cluster}/secrets/{meta.get('namespace', 'default')}.{meta['name']}.yaml"
                     files[path] = (dump_all([resolved]), True)

@@ -247,15 +247,18 @@ def build_istio_plan(spec: Spec, policy: dict[str, list[dict[str, Any]]] | None 
     problems = check(spec)
     if problems:
         raise SpecError(source, problems)
-    read_by_others = {s.name for c in spec.clusters for s in discovery_sources(spec, c)}
+    primaries = [c for c in spec.clusters if not c.is_remote]
+    read_by_others = {c.name for c in spec.clusters} if len(primaries) > 1 else \
+        {c.name for c in spec.clusters if c not in primaries}
+    app_namespaces = [namespace(ns, injection_labels(spec)) for ns in service_namespaces(spec)
+                      if ns not in BUILTIN_NAMESPACES and ns != ISTIO_NS]
     plans = []
     for c in spec.clusters:
         cp = ClusterPlan(c.name)
         ns_annotations = {"topology.istio.io/controlPlaneClusters": c.primary} \
             if c.is_remote and c.primary else None
         objs = [namespace(ISTIO_NS, {"topology.istio.io/network": c.network}, ns_annotations)]
-        objs += [namespace(ns, injection_labels(spec)) for ns in service_namespaces(spec)
-                 if ns not in BUILTIN_NAMESPACES and ns != ISTIO_NS]
+        objs += app_namespaces
         cp.add(Step("namespaces", objects=tuple(objs)))
         cp.add(Step("cacerts", after=("namespaces",), objects=(cacerts_secret(c.name),)))
         cp.add(Step("istio-base", after=("namespaces",),
