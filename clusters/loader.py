@@ -131,7 +131,8 @@ def spec_from_config(
             if obj is not None:
                 items[field][i] = obj
 
-    raw_clusters = sections.get("clusters") if isinstance(sections.get("clusters"), list) else []
+    raw = sections.get("clusters")
+    raw_clusters: list[Any] = raw if isinstance(raw, list) else []
     declared = {str(c["name"]) for c in raw_clusters if isinstance(c, dict) and "name" in c}
     problems.extend(validate_spec(parsed, items, base_dir=base_dir, declared_clusters=declared))
     spec = None

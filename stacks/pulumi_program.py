@@ -207,8 +207,9 @@ class MeshEnvironment(pulumi.ComponentResource):
                 f"{ref.cluster}-{ref.service}-lb", f"{ref.namespace}/{ref.service}",
                 opts=pulumi.ResourceOptions(parent=st.component, provider=st.provider,
                                             depends_on=st.done[ref.after_step]))
-            self._gateway_addresses[ref.cluster] = svc.status.apply(
-                lambda status, c=ref.cluster: _ingress_address(c, status))
+            cluster = ref.cluster
+            self._gateway_addresses[cluster] = svc.status.apply(
+                lambda status: _ingress_address(cluster, status))
         return self._gateway_addresses[ref.cluster]
 
     def _kubeconfig(self, ref: KubeconfigRef) -> pulumi.Output[str]:
@@ -223,7 +224,7 @@ class MeshEnvironment(pulumi.ComponentResource):
                                             depends_on=[st.secrets[ref.token_secret]],
                                             additional_secret_outputs=["data"]))
             self._kubeconfigs[key] = pulumi.Output.secret(live.data.apply(
-                lambda data, r=ref: _token_kubeconfig(r, data)))
+                lambda data: _token_kubeconfig(ref, data)))
         return self._kubeconfigs[key]
 
     def _build_step(self, st: _ClusterState, step: Step) -> list[pulumi.Resource]:
