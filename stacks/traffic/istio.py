@@ -1,12 +1,504 @@
-"""Istio traffic and security policy objects per cluster (filled by the policy work)."""
+"""Istio traffic and security policy objects per cluster.
+
+Where objects go:
+
+- Istio custom resources are read by istiod from its *config store*: a
+  primary reads its own API server and serves its remote clusters from it.
+  So every Istio CR lands in a primary; routing that must differ for a
+  remote's callers uses ``sourceLabels: {topology.istio.io/cluster: <remote>}``.
+- Plain Kubernetes objects (the stub Service that makes a name resolve) go
+  into the cluster that needs them, remote or not.
+
+Per service (``meshboot:services[*]``), in each primary whose clusters call it:
+``DestinationRule <svc>`` (subsets, traffic policy, locality LB) and
+``VirtualService <svc>`` (cluster shares, releases, fault, timeout, retries);
+in each primary whose clusters run it: ``PeerAuthentication <svc>-mtls``,
+``AuthorizationPolicy <svc>-authz``, ``RequestAuthentication <svc>-jwt``.
+Mesh wide, in every primary: ``PeerAuthentication istio-system/default``,
+``AuthorizationPolicy <ns>/default-deny``, ``Sidecar <ns>/default``.
+Reachability where the service does not run: see ``docs/traffic.md``.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
-from clusters.spec import Spec
+from clusters.errors import Problem, SpecError
+from clusters.policy import (
+    IDEMPOTENT_METHODS,
+    HeaderMatch,
+    OutlierDetectionSpec,
+    ServicePolicyFields,
+    callers,
+    cluster_split,
+)
+from clusters.spec import ServiceSpec, Spec
+from stacks.common import is_multi_network, locality, remotes_of, service_namespaces
+from stacks.istio.plan import ISTIO_NS, gateway_address, needs_eastwest
+
+NET_V1 = "networking.istio.io/v1"
+SEC_V1 = "security.istio.io/v1"
+CLUSTER_LABEL = "topology.istio.io/cluster"
+WORKLOAD_LABEL = "app"
+MANAGED = {"app.kubernetes.io/managed-by": "meshboot"}
+EASTWEST_TLS_PORT = 15443
+_APP_PROTOCOL = {"HTTP": "http", "HTTP2": "http2", "GRPC": "grpc", "TLS": "tls", "HTTPS": "https",
+                 "TCP": "tcp"}
 
 
 def istio_policy_objects(spec: Spec, source: str = "spec") -> dict[str, list[dict[str, Any]]]:
     """cluster name -> Istio objects implementing the spec's traffic/security policy."""
-    return {}
+    problems = check_istio_policy(spec)
+    if problems:
+        raise SpecError(source, problems)
+    out: dict[str, list[dict[str, Any]]] = {c: [] for c in spec.cluster_names}
+    primaries = [c.name for c in spec.clusters if not c.is_remote]
+    served = {p: [p] + [r.name for r in remotes_of(spec, p)] for p in primaries}
+    store_of = {c.name: (c.primary if c.is_remote and c.primary else c.name) for c in spec.clusters}
+
+    for p in primaries:
+        out[p].append(mesh_peer_authentication(spec))
+        if spec.security.default_deny:
+            out[p] += [default_deny(ns) for ns in service_namespaces(spec)]
+        for ns, hosts in sorted((spec.traffic.sidecar_egress or {}).items()):
+            out[p].append(sidecar(ns, hosts))
+
+    for s in spec.services:
+        caller_set = callers(spec, s)
+        for c in caller_set:
+            if c in s.clusters:
+                continue
+            runs_in_store = any(x in s.clusters for x in served[store_of[c]])
+            if spec.traffic.cross_cluster == "discovery" or runs_in_store:
+                out[c].append(stub_service(s))
+        for p in primaries:
+            callers_p = [c for c in served[p] if c in caller_set]
+            runs_p = [c for c in served[p] if c in s.clusters]
+            if callers_p:
+                if spec.traffic.cross_cluster == "serviceEntry" and not runs_p:
+                    out[p].append(service_entry(spec, s))
+                dr = destination_rule(spec, s)
+                if dr is not None:
+                    out[p].append(dr)
+                vs = virtual_service(spec, s, p, callers_p)
+                if vs is not None:
+                    out[p].append(vs)
+            if runs_p:
+                out[p] += workload_security(spec, s)
+    return {c: [_fresh(o) for o in objs] for c, objs in out.items()}
+
+
+def _fresh(value: Any) -> Any:
+    """A copy sharing no dict or list (shared ones would become YAML anchors)."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_fresh(v) for v in value]
+    return value
+
+
+def check_istio_policy(spec: Spec) -> list[Problem]:
+    """Istio-specific problems (the generic ones are in ``clusters.policy``)."""
+    problems: list[Problem] = []
+    if spec.traffic.cross_cluster == "serviceEntry":
+        if not is_multi_network(spec):
+            problems.append(Problem("meshboot:traffic.crossCluster",
+                                    "serviceEntry needs a multi-network mesh: endpoints are other "
+                                    "networks' east-west gateways (use discovery)"))
+        else:
+            for i, c in enumerate(spec.clusters):
+                if not needs_eastwest(spec, c) and any(c.name in s.clusters for s in spec.services):
+                    problems.append(Problem(f"meshboot:clusters[{i}].eastWestGateway.enabled",
+                                            f"cluster {c.name!r} runs services that other clusters "
+                                            "reach through its east-west gateway"))
+    for i, s in enumerate(spec.services):
+        if _splits_by_cluster(s):
+            for j, v in enumerate(s.versions or []):
+                if v in s.clusters:
+                    problems.append(Problem(f"meshboot:services[{i}].versions[{j}]",
+                                            f"version {v!r} has the name of a cluster subset"))
+    return problems
+
+
+# --- reachability ------------------------------------------------------------------------
+
+def stub_service(s: ServiceSpec) -> dict[str, Any]:
+    """A selector-less Service: the name resolves locally, istiod supplies the endpoints
+    it discovers in the clusters that run the service (remote secrets)."""
+    ports = []
+    for p in s.ports:
+        port: dict[str, Any] = {"name": p.name, "port": p.port, "protocol": "TCP"}
+        if p.target_port is not None:
+            port["targetPort"] = p.target_port
+        if p.protocol is not None:
+            port["appProtocol"] = _APP_PROTOCOL[p.protocol]
+        ports.append(port)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": s.name, "namespace": s.namespace,
+                     "labels": {**MANAGED, "meshboot.io/role": "cross-cluster-stub"}},
+        "spec": {"ports": ports},
+    }
+
+
+def _se_protocol(name: str, protocol: str | None) -> str:
+    if protocol is not None:
+        return protocol
+    prefix = name.split("-")[0].upper()
+    return prefix if prefix in _APP_PROTOCOL else "HTTP"
+
+
+def service_entry(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
+    """MESH_INTERNAL ServiceEntry: the service's endpoints are the east-west gateways
+    (port 15443, mTLS passthrough) of the clusters that run it."""
+    endpoints = []
+    addresses = []
+    for name in spec.cluster_names:
+        if name not in s.clusters:
+            continue
+        c = spec.cluster(name)
+        ref = gateway_address(spec, name)
+        addresses.append(ref.fixed)
+        ep: dict[str, Any] = {
+            "address": ref,
+            "ports": {p.name: EASTWEST_TLS_PORT for p in s.ports},
+            "network": c.network,
+            "labels": {CLUSTER_LABEL: name, "security.istio.io/tlsMode": "istio"},
+        }
+        loc = locality(c)
+        if loc:
+            ep["locality"] = loc
+        endpoints.append(ep)
+    return {
+        "apiVersion": NET_V1,
+        "kind": "ServiceEntry",
+        "metadata": {"name": f"{s.name}-crosscluster", "namespace": s.namespace, "labels": dict(MANAGED)},
+        "spec": {
+            "hosts": [s.host],
+            "location": "MESH_INTERNAL",
+            "ports": [{"number": p.port, "name": p.name, "protocol": _se_protocol(p.name, p.protocol)}
+                      for p in s.ports],
+            "resolution": "STATIC" if all(_is_ip(a) for a in addresses) else "DNS",
+            "endpoints": endpoints,
+        },
+    }
+
+
+def _is_ip(value: str | None) -> bool:
+    if not value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+# --- DestinationRule ---------------------------------------------------------------------
+
+def _splits_by_cluster(s: ServicePolicyFields) -> bool:
+    r = s.routing
+    return r is not None and (r.local_share is not None or r.weights is not None)
+
+
+def _fails_over(s: ServicePolicyFields) -> bool:
+    loc = s.routing.locality if s.routing else None
+    return loc is not None and (loc.failover is not None or loc.failover_priority is not None)
+
+
+def outlier_detection(od: OutlierDetectionSpec) -> dict[str, Any]:
+    return od.model_dump(by_alias=True, exclude_none=True)
+
+
+def traffic_policy(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
+    tp: dict[str, Any] = {}
+    if s.connection_pool is not None:
+        pool = s.connection_pool.model_dump(by_alias=True, exclude_none=True)
+        pool = {k: v for k, v in pool.items() if v}
+        if pool:
+            tp["connectionPool"] = pool
+    lb: dict[str, Any] = {}
+    if s.load_balancer is not None:
+        if s.load_balancer.algorithm == "CONSISTENT_HASH":
+            lb["consistentHash"] = {"httpHeaderName": s.load_balancer.hash_header}
+        else:
+            lb["simple"] = s.load_balancer.algorithm
+    loc = s.routing.locality if s.routing else None
+    if loc is not None:
+        setting: dict[str, Any] = {}
+        if loc.failover is not None:
+            setting["failover"] = [{"from": r.from_, "to": r.to} for r in loc.failover]
+        elif loc.failover_priority is not None:
+            setting["failoverPriority"] = list(loc.failover_priority)
+        elif loc.distribute is not None:
+            setting["distribute"] = [{"from": r.from_, "to": dict(r.to)} for r in loc.distribute]
+        lb["localityLbSetting"] = setting
+    if lb:
+        tp["loadBalancer"] = lb
+    od = s.outlier_detection
+    if od is None and _fails_over(s):
+        od = spec.traffic.default_outlier_detection  # failover is inert without it
+    if od is not None:
+        tp["outlierDetection"] = outlier_detection(od)
+    return tp
+
+
+def subsets(spec: Spec, s: ServiceSpec) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if _splits_by_cluster(s):
+        out += [{"name": c, "labels": {CLUSTER_LABEL: c}} for c in spec.cluster_names if c in s.clusters]
+    out += [{"name": v, "labels": {spec.traffic.version_label: v}} for v in s.versions or []]
+    return out
+
+
+def destination_rule(spec: Spec, s: ServiceSpec) -> dict[str, Any] | None:
+    body: dict[str, Any] = {"host": s.host}
+    tp = traffic_policy(spec, s)
+    if tp:
+        body["trafficPolicy"] = tp
+    subs = subsets(spec, s)
+    if subs:
+        body["subsets"] = subs
+    if len(body) == 1:
+        return None
+    return {"apiVersion": NET_V1, "kind": "DestinationRule",
+            "metadata": {"name": s.name, "namespace": s.namespace, "labels": dict(MANAGED)},
+            "spec": body}
+
+
+# --- VirtualService ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Route:
+    name: str
+    matches: tuple[dict[str, Any], ...] | None      # OR of conditions; None: every call
+    dests: tuple[tuple[str | None, int], ...]        # (subset, weight)
+
+
+def header_condition(h: HeaderMatch) -> dict[str, Any]:
+    kind = "exact" if h.exact is not None else "prefix" if h.prefix is not None else "regex"
+    return {"headers": {h.name: {kind: getattr(h, kind)}}}
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if k in ("headers", "sourceLabels") and k in out:
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _and(matches: tuple[dict[str, Any], ...] | None, cond: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    if matches is None:
+        return (cond,)
+    return tuple(_merge(m, cond) for m in matches)
+
+
+def _logical_routes(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str]) -> list[_Route]:
+    rel = s.release
+    if rel is not None and rel.canary is not None:
+        c = rel.canary
+        routes = []
+        if c.header is not None:
+            routes.append(_Route("canary-header", (header_condition(c.header),), ((c.candidate, 100),)))
+        dests = tuple((v, w) for v, w in ((c.stable, 100 - c.weight), (c.candidate, c.weight)) if w)
+        return routes + [_Route("canary", None, dests)]
+    if rel is not None and rel.blue_green is not None:
+        b = rel.blue_green
+        routes = []
+        if b.header is not None:
+            routes.append(_Route("preview-header", (header_condition(b.header),), ((b.preview, 100),)))
+        return routes + [_Route("active", None, ((b.active, 100),))]
+    if rel is not None and rel.ab_test is not None:
+        ab = rel.ab_test
+        routes = []
+        for g in ab.groups:
+            cond: dict[str, Any] = header_condition(g.header) if g.header is not None else {}
+            if g.path_prefix is not None:
+                cond["uri"] = {"prefix": g.path_prefix}
+            routes.append(_Route(f"ab-{g.name}", (cond,), ((g.version, 100),)))
+        return routes + [_Route("ab-default", None, tuple((v, w) for v, w in ab.default.items() if w))]
+    if _splits_by_cluster(s):
+        default = tuple(cluster_split(spec, s, primary).items())
+        routes = []
+        for caller in callers_p:
+            if caller == primary:
+                continue
+            dests = tuple(cluster_split(spec, s, caller).items())
+            if dests != default:
+                routes.append(_Route(f"from-{caller}", ({"sourceLabels": {CLUSTER_LABEL: caller}},),
+                                     dests))
+        return routes + [_Route(f"from-{primary}", None, default)]
+    return [_Route("default", None, ((None, 100),))]
+
+
+def http_routes(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str]) -> list[dict[str, Any]]:
+    """The VirtualService's http routes, first match wins.
+
+    Each logical route is preceded by its fault variant (calls with the fault
+    header) and, with retries limited to some methods, each by a variant
+    matching those methods that carries the retries.
+    """
+    out: list[dict[str, Any]] = []
+    retries = s.retries
+    method_cond: dict[str, Any] | None = None
+    if retries is not None and not (retries.methods is None and retries.allow_non_idempotent):
+        methods = retries.effective_methods
+        method_cond = {"method": {"exact": methods[0]} if len(methods) == 1
+                       else {"regex": "|".join(methods)}}
+    for r in _logical_routes(spec, s, primary, callers_p):
+        variants: list[tuple[str, tuple[dict[str, Any], ...] | None, bool]] = []
+        if s.fault is not None:
+            variants.append((f"{r.name}-fault", _and(r.matches, header_condition(s.fault.header)), True))
+        variants.append((r.name, r.matches, False))
+        for name, matches, fault in variants:
+            if retries is not None and method_cond is not None:
+                out.append(_http_route(spec, s, f"{name}-retry", _and(matches, method_cond), r, fault, True))
+                out.append(_http_route(spec, s, name, matches, r, fault, False))
+            else:
+                out.append(_http_route(spec, s, name, matches, r, fault, retries is not None))
+    return out
+
+
+def _http_route(spec: Spec, s: ServiceSpec, name: str, matches: tuple[dict[str, Any], ...] | None,
+                r: _Route, fault: bool, retry: bool) -> dict[str, Any]:
+    route: dict[str, Any] = {"name": name}
+    if matches is not None:
+        route["match"] = [dict(m) for m in matches]
+    dests = []
+    for subset, weight in r.dests:
+        dest: dict[str, Any] = {"host": s.host}
+        if subset is not None:
+            dest["subset"] = subset
+        entry: dict[str, Any] = {"destination": dest}
+        if len(r.dests) > 1:
+            entry["weight"] = weight
+        dests.append(entry)
+    route["route"] = dests
+    if s.timeout is not None:
+        route["timeout"] = s.timeout
+    if retry and s.retries is not None:
+        rt: dict[str, Any] = {"attempts": s.retries.attempts, "retryOn": ",".join(s.retries.retry_on)}
+        if s.retries.per_try_timeout is not None:
+            rt["perTryTimeout"] = s.retries.per_try_timeout
+        route["retries"] = rt
+    if fault and s.fault is not None:
+        f: dict[str, Any] = {}
+        if s.fault.delay is not None:
+            f["delay"] = {"fixedDelay": s.fault.delay.fixed_delay,
+                          "percentage": {"value": s.fault.delay.percent}}
+        if s.fault.abort is not None:
+            f["abort"] = {"httpStatus": s.fault.abort.http_status,
+                          "percentage": {"value": s.fault.abort.percent}}
+        route["fault"] = f
+    return route
+
+
+def virtual_service(spec: Spec, s: ServiceSpec, primary: str,
+                    callers_p: list[str]) -> dict[str, Any] | None:
+    if s.release is None and not _splits_by_cluster(s) and \
+            all(x is None for x in (s.fault, s.timeout, s.retries)):
+        return None
+    return {"apiVersion": NET_V1, "kind": "VirtualService",
+            "metadata": {"name": s.name, "namespace": s.namespace, "labels": dict(MANAGED)},
+            "spec": {"hosts": [s.host], "http": http_routes(spec, s, primary, callers_p)}}
+
+
+# --- security ----------------------------------------------------------------------------
+
+def mesh_peer_authentication(spec: Spec) -> dict[str, Any]:
+    return {"apiVersion": SEC_V1, "kind": "PeerAuthentication",
+            "metadata": {"name": "default", "namespace": ISTIO_NS, "labels": dict(MANAGED)},
+            "spec": {"mtls": {"mode": spec.security.mtls.mode}}}
+
+
+def default_deny(namespace: str) -> dict[str, Any]:
+    """An ALLOW policy with no rules: allows nothing in the namespace, except what other
+    ALLOW policies allow."""
+    return {"apiVersion": SEC_V1, "kind": "AuthorizationPolicy",
+            "metadata": {"name": "default-deny", "namespace": namespace, "labels": dict(MANAGED)},
+            "spec": {}}
+
+
+def sidecar(namespace: str, hosts: list[str]) -> dict[str, Any]:
+    return {"apiVersion": NET_V1, "kind": "Sidecar",
+            "metadata": {"name": "default", "namespace": namespace, "labels": dict(MANAGED)},
+            "spec": {"egress": [{"hosts": list(hosts)}]}}
+
+
+def _selector(s: ServiceSpec) -> dict[str, Any]:
+    return {"matchLabels": {WORKLOAD_LABEL: s.name}}
+
+
+def authorization_rules(spec: Spec, s: ServiceSpec) -> list[dict[str, Any]]:
+    """ALLOW rules: each spec rule, with the JWT requirement (valid token from the issuer,
+    required claims) folded into every rule so no rule lets a token-less call in."""
+    jwt = s.jwt
+    token: dict[str, Any] = {"requestPrincipals": [f"{jwt.issuer}/*"]} if jwt is not None else {}
+    when = [{"key": f"request.auth.claims[{claim}]", "values": list(values)}
+            for claim, values in sorted((jwt.required_claims or {}).items())] if jwt is not None else []
+    rules: list[dict[str, Any]] = []
+    specs = s.authorization.rules if s.authorization is not None else [None]
+    for rule in specs:
+        sources: list[dict[str, Any]] = []
+        out: dict[str, Any] = {}
+        if rule is not None and rule.from_ is not None:
+            if rule.from_.service_accounts:
+                principals = []
+                for sa in rule.from_.service_accounts:
+                    ns, name = sa.split("/", 1)
+                    principals.append(f"{spec.mesh.trust_domain}/ns/{ns}/sa/{name}")
+                sources.append({"principals": principals, **token})
+            if rule.from_.namespaces:
+                sources.append({"namespaces": list(rule.from_.namespaces), **token})
+        if not sources and token:
+            sources.append(dict(token))
+        if sources:
+            out["from"] = [{"source": src} for src in sources]
+        if rule is not None and rule.to is not None:
+            op: dict[str, Any] = {}
+            if rule.to.methods:
+                op["methods"] = list(rule.to.methods)
+            if rule.to.paths:
+                op["paths"] = list(rule.to.paths)
+            if op:
+                out["to"] = [{"operation": op}]
+        if when:
+            out["when"] = [dict(w) for w in when]
+        rules.append(out)
+    return rules
+
+
+def workload_security(spec: Spec, s: ServiceSpec) -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = []
+    meta = {"namespace": s.namespace, "labels": dict(MANAGED)}
+    if s.mtls is not None:
+        objs.append({"apiVersion": SEC_V1, "kind": "PeerAuthentication",
+                     "metadata": {"name": f"{s.name}-mtls", **meta},
+                     "spec": {"selector": _selector(s),
+                              "portLevelMtls": {str(port): {"mode": mode}
+                                                for port, mode in sorted(s.mtls.ports.items())}}})
+    if s.jwt is not None:
+        jwt = s.jwt
+        rule: dict[str, Any] = {"issuer": jwt.issuer, "jwksUri": jwt.jwks_uri}
+        if jwt.audiences:
+            rule["audiences"] = list(jwt.audiences)
+        if jwt.forward_original_token:
+            rule["forwardOriginalToken"] = True
+        objs.append({"apiVersion": SEC_V1, "kind": "RequestAuthentication",
+                     "metadata": {"name": f"{s.name}-jwt", **meta},
+                     "spec": {"selector": _selector(s), "jwtRules": [rule]}})
+    if s.authorization is not None or s.jwt is not None:
+        objs.append({"apiVersion": SEC_V1, "kind": "AuthorizationPolicy",
+                     "metadata": {"name": f"{s.name}-authz", **meta},
+                     "spec": {"selector": _selector(s), "action": "ALLOW",
+                              "rules": authorization_rules(spec, s)}})
+    return objs
+
+
+__all__ = ["istio_policy_objects", "check_istio_policy", "IDEMPOTENT_METHODS"]
