@@ -36,6 +36,7 @@ from typing import Any
 from clusters.errors import Problem, SpecError
 from clusters.spec import ClusterSpec, ServiceSpec, Spec
 from stacks.common import BUILTIN_NAMESPACES, cluster_index, namespace
+from stacks.linkerd.policy import namespace_annotations
 from stacks.plan import (
     ClusterPlan,
     GatewayAddressRef,
@@ -412,7 +413,8 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
         objs = [linkerd_namespace()]
         if multi:
             objs.append(multicluster_namespace())
-        objs += [namespace(ns, annotations={"linkerd.io/inject": "enabled"})
+        ns_annotations = {"linkerd.io/inject": "enabled", **namespace_annotations(spec)}
+        objs += [namespace(ns, annotations=ns_annotations)
                  for ns in sorted({s.namespace for s in spec.services if c.name in s.clusters})
                  if ns not in BUILTIN_NAMESPACES and ns not in (LINKERD_NS, MC_NS)]
         cp.add(Step("namespaces", objects=tuple(objs)))
@@ -465,6 +467,13 @@ def _notes(spec: Spec) -> list[str]:
     if present:
         notes.append(f"linkerd: Gateway API CRDs expected present in {', '.join(present)}; "
                      "their version must be one Linkerd supports")
+    for s in spec.services:
+        if s.routing is not None or s.release is not None:
+            absent = [c for c in spec.cluster_names if c not in s.clusters]
+            if absent:
+                notes.append(f"linkerd: {s.name}: callers in {', '.join(absent)} (no local "
+                             f"Service to route) call the mirrors {s.name}-<cluster> directly; "
+                             "the routing/release split applies where the service runs")
     if any(s.namespace in BUILTIN_NAMESPACES for s in spec.services):
         notes.append("linkerd: services in built-in namespaces: annotate their pods with "
                      "linkerd.io/inject=enabled (meshboot does not modify built-in namespaces)")

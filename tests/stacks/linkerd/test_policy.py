@@ -1,0 +1,130 @@
+"""Traffic/security policy with Linkerd: what maps, and clear errors for what cannot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from scripts.cli import cli
+from tests.conftest import write_stack
+from tests.stacks.linkerd.specs import three_clusters, validate
+from tests.support.validation import load_tree
+
+
+def invoke(tmp_path: Path, spec: dict[str, Any]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["render", "--config", str(write_stack(tmp_path, spec)),
+                                      "--out", str(tmp_path / "out"),
+                                      "--pki-dir", str(tmp_path / "pki")], env={})
+    return result.exit_code, result.output
+
+
+def policy_spec() -> dict[str, Any]:
+    spec = three_clusters()
+    reviews = spec["services"][0]  # runs in a, b, c
+    reviews.update({"routing": {"localShare": 70}, "timeout": "3s",
+                    "retries": {"attempts": 2, "perTryTimeout": "1s",
+                                "retryOn": ["5xx", "connect-failure", "unavailable"]},
+                    "authorization": {"rules": [{"from": {
+                        "serviceAccounts": ["bookinfo/productpage"],
+                        "namespaces": ["frontend"]}}]}})
+    spec["services"].append({
+        "name": "details", "namespace": "bookinfo", "ports": [{"name": "http", "port": 9080}],
+        "clusters": ["a", "b"], "versions": ["v1", "v2"],
+        "release": {"canary": {"stable": "v1", "candidate": "v2", "weight": 10,
+                               "header": {"name": "x-canary", "exact": "yes"}}}})
+    spec["security"] = {"defaultDeny": True}
+    return spec
+
+
+def objects(tree: dict[str, list[dict[str, Any]]], cluster: str, kind: str
+            ) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in tree[cluster] if o["kind"] == kind}
+
+
+def test_policies_map_to_valid_linkerd_objects(tmp_path: Path) -> None:
+    spec = policy_spec()
+    code, output = invoke(tmp_path, spec)
+    assert code == 0, output
+    tree = load_tree(tmp_path / "out")
+    for objs in tree.values():
+        for obj in objs:
+            validate(obj)
+    clusters = [c["name"] for c in spec["clusters"]]
+    for caller in clusters:
+        routes = objects(tree, caller, "HTTPRoute")
+        main = routes["reviews-http"]["spec"]
+        assert main["parentRefs"] == [{"group": "", "kind": "Service", "name": "reviews",
+                                       "port": 9080}]
+        (rule,) = main["rules"]
+        weights = {b["name"]: b["weight"] for b in rule["backendRefs"]}
+        others = [c for c in clusters if c != caller]
+        # 70 local, the remaining 30 evenly over the two other clusters' mirrors.
+        assert weights == {"reviews": 70, **{f"reviews-{o}": 15 for o in others}}
+        assert rule["timeouts"] == {"request": "3s"}
+        retry = routes["reviews-http-retry"]
+        assert retry["metadata"]["annotations"] == {
+            "retry.linkerd.io/limit": "2", "retry.linkerd.io/http": "5xx",
+            "retry.linkerd.io/grpc": "unavailable", "retry.linkerd.io/timeout": "1s"}
+        methods = {m["method"] for m in retry["spec"]["rules"][0]["matches"]}
+        assert "POST" not in methods and "GET" in methods
+        mtls = objects(tree, caller, "MeshTLSAuthentication")["reviews-callers"]
+        assert sorted(mtls["spec"]["identities"]) == sorted([
+            "productpage.bookinfo.serviceaccount.identity.linkerd.mesh.example.org",
+            "*.frontend.serviceaccount.identity.linkerd.mesh.example.org"])
+        server = objects(tree, caller, "Server")["reviews-http"]
+        assert server["spec"]["port"] == 9080
+        assert objects(tree, caller, "AuthorizationPolicy")["reviews-http"]["spec"][
+            "targetRef"]["name"] == "reviews-http"
+        ns = objects(tree, caller, "Namespace")["bookinfo"]
+        assert ns["metadata"]["annotations"]["config.linkerd.io/default-inbound-policy"] == "deny"
+    for cluster in ("a", "b"):
+        routes = objects(tree, cluster, "HTTPRoute")
+        header_rule, split_rule = routes["details-http"]["spec"]["rules"]
+        assert header_rule["matches"] == [{"headers": [
+            {"type": "Exact", "name": "x-canary", "value": "yes"}]}]
+        assert [b["name"] for b in header_rule["backendRefs"]] == ["details-v2"]
+        assert {b["name"]: b["weight"] for b in split_rule["backendRefs"]} == {
+            "details-v1": 90, "details-v2": 10}
+        services = objects(tree, cluster, "Service")
+        assert services["details-v2"]["spec"]["selector"] == {"app": "details",
+                                                              "version": "v2"}
+    assert "details-http" not in objects(tree, "c", "HTTPRoute")
+    assert "callers in c" in output  # the note for clusters without the service
+
+
+def test_unsupported_policies_are_errors(tmp_path: Path) -> None:
+    spec = three_clusters()
+    spec["clusters"][0]["region"] = "r1"
+    spec["clusters"][1]["region"] = "r2"
+    reviews = spec["services"][0]
+    reviews.update({
+        "fault": {"header": {"name": "x-test", "exact": "1"},
+                  "abort": {"httpStatus": 503}},
+        "routing": {"locality": {"failover": [{"from": "r1", "to": "r2"}]}},
+        "loadBalancer": {"algorithm": "LEAST_REQUEST"},
+        "retries": {"attempts": 2, "retryOn": ["retriable-4xx"]},
+    })
+    spec["services"][1]["routing"] = {"localShare": 50}  # federated
+    spec["traffic"] = {"crossCluster": "serviceEntry"}
+    code, output = invoke(tmp_path, spec)
+    assert code == 2, output
+    paths = {line.split(": ")[1] for line in output.splitlines() if ": meshboot:" in line}
+    assert paths == {
+        "meshboot:services[0].fault", "meshboot:services[0].routing.locality",
+        "meshboot:services[0].loadBalancer", "meshboot:services[0].retries.retryOn[0]",
+        "meshboot:services[1].federated", "meshboot:traffic.crossCluster"}, output
+    assert "not supported with Linkerd" in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_gateway_api_validation_is_not_vacuous() -> None:
+    import pytest
+
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "r", "namespace": "n"},
+             "spec": {"parentRefs": [{"name": "s", "kind": "Service", "group": ""}],
+                      "rules": [{"backendRefs": [{"name": "s", "weight": "ten"}]}]}}
+    with pytest.raises(AssertionError):
+        validate(route)
