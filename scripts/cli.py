@@ -156,6 +156,10 @@ def preflight(config: Path, pki_dir: Path | None) -> None:
     sys.exit(1 if failed else 0)
 
 
+from scripts.routes import routes  # noqa: E402, I001
+cli.add_command(routes)
+
+
 def main() -> None:
     cli(prog_name="meshboot")
 

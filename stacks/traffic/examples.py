@@ -1,0 +1,79 @@
+"""Spec fragments (camelCase, as in a stack file) that switch on every policy feature.
+
+Used by tests and the scale benchmark: ``full_policy_service`` gives one
+``meshboot:services[*]`` entry with every per-service key set in a combination
+the validator accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+Release = Literal["canary", "blueGreen", "abTest"]
+
+
+def full_policy_service(name: str, namespace: str, clusters: list[str],
+                        release: Release | None = None,
+                        failover: list[tuple[str, str]] | None = None,
+                        local_share: int = 80) -> dict[str, Any]:
+    """A service entry with full policy.
+
+    Without ``release`` it keeps ``local_share`` percent of calls local (per-cluster
+    subsets); with one, it routes by version and, given ``failover`` region pairs
+    (regions of the spec's clusters), fails over between regions.
+    """
+    svc: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "ports": [{"name": "http", "port": 9080, "protocol": "HTTP"},
+                  {"name": "metrics", "port": 15090, "protocol": "TCP"}],
+        "clusters": list(clusters),
+        "versions": ["v1", "v2"],
+        "timeout": "3s",
+        "retries": {"attempts": 3, "perTryTimeout": "1s", "retryOn": ["5xx", "reset", "connect-failure"]},
+        "connectionPool": {"tcp": {"maxConnections": 100, "connectTimeout": "2s"},
+                           "http": {"http1MaxPendingRequests": 64, "http2MaxRequests": 256,
+                                    "maxRequestsPerConnection": 10, "idleTimeout": "60s"}},
+        "outlierDetection": {"consecutive5xxErrors": 5, "interval": "10s", "baseEjectionTime": "30s",
+                             "maxEjectionPercent": 100},
+        "loadBalancer": {"algorithm": "LEAST_REQUEST"},
+        "fault": {"header": {"name": "x-chaos", "exact": "on"},
+                  "delay": {"fixedDelay": "2s", "percent": 50},
+                  "abort": {"httpStatus": 503, "percent": 10}},
+        "authorization": {"rules": [
+            {"from": {"serviceAccounts": [f"{namespace}/frontend"]},
+             "to": {"methods": ["GET", "POST"], "paths": ["/api/*"]}},
+            {"from": {"namespaces": [namespace]}, "to": {"methods": ["GET"]}},
+        ]},
+        "jwt": {"issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/jwks.json",
+                "audiences": [f"{name}.example.com"], "forwardOriginalToken": True,
+                "requiredClaims": {"role": ["admin", "user"]}},
+        "mtls": {"ports": {15090: "DISABLE"}},
+    }
+    if release is None:
+        svc["routing"] = {"localShare": local_share}
+    else:
+        svc["release"] = {
+            "canary": {"release": {"canary": {"stable": "v1", "candidate": "v2", "weight": 10,
+                                              "header": {"name": "x-canary", "exact": "1"}}}},
+            "blueGreen": {"release": {"blueGreen": {"active": "v1", "preview": "v2",
+                                                    "header": {"name": "x-preview", "exact": "1"}}}},
+            "abTest": {"release": {"abTest": {
+                "groups": [{"name": "beta", "version": "v2", "header": {"name": "x-group", "exact": "beta"}},
+                           {"name": "api", "version": "v1", "pathPrefix": "/api/v1"}],
+                "default": {"v1": 50, "v2": 50}}}},
+        }[release]["release"]
+        if failover:
+            svc["routing"] = {"locality": {"failover": [{"from": a, "to": b} for a, b in failover]}}
+    return svc
+
+
+def full_policy_mesh(namespaces: list[str]) -> dict[str, Any]:
+    """``meshboot:security`` and ``meshboot:traffic`` with every mesh-wide key set."""
+    return {
+        "security": {"mtls": {"mode": "STRICT"}, "defaultDeny": True},
+        "traffic": {"crossCluster": "discovery", "versionLabel": "version",
+                    "defaultOutlierDetection": {"consecutive5xxErrors": 3, "interval": "5s",
+                                                "baseEjectionTime": "1m", "maxEjectionPercent": 100},
+                    "sidecarEgress": {ns: ["./*", "istio-system/*"] for ns in sorted(namespaces)}},
+    }
