@@ -71,8 +71,9 @@ def validate_object(obj: dict[str, Any]) -> None:
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
     name = f"{kind} {obj.get('metadata', {}).get('namespace', '')}/{obj.get('metadata', {}).get('name')}"
     group = api_version.rpartition("/")[0]
-    if "." in group and not group.endswith(".k8s.io"):
-        schema = crd_schema(api_version, kind)
+    schema = crd_schema(api_version, kind) if "." in group else None
+    if "." in group and (schema is not None or not group.endswith(".k8s.io")):
+        # Custom resources (Gateway API is a *.k8s.io group served by CRDs too).
         if schema is None:
             raise ObjectInvalid(f"{name}: no schema for {api_version} {kind}")
         errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=str)

@@ -49,22 +49,7 @@ def flat_clusters() -> dict[str, Any]:
 
 
 def validate(obj: dict[str, Any]) -> None:
-    """``validate_object``, also for Gateway API kinds.
+    """Strict validation (Gateway API kinds included: they have CRD schemas too)."""
+    from tests.support.validation import validate_object
 
-    ``tests.support.validation.validate_object`` sends every ``*.k8s.io`` group
-    to kubernetes-validate, which has no Gateway API schemas; those are CRDs
-    with schemas in tests/data/schemas (reported to the lead).
-    """
-    import jsonschema
-
-    from tests.support.validation import ObjectInvalid, crd_schema, validate_object
-
-    if obj.get("apiVersion", "").startswith("gateway.networking.k8s.io/"):
-        schema = crd_schema(obj["apiVersion"], obj["kind"])
-        assert schema is not None, obj["apiVersion"]
-        errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=str)
-        if errors:
-            raise ObjectInvalid(f"{obj['kind']} {obj['metadata']['name']}: "
-                                + "; ".join(e.message for e in errors[:5]))
-        return
     validate_object(obj)
