@@ -222,6 +222,6 @@ def build(
             now=now,
         )
         reissued.append(cluster)
-        reasons[cluster] = reason
+        reasons[cluster] = reason or "no intermediate yet"
     return MeshPKI(root=root, intermediates=intermediates, reissued=tuple(reissued),
                    reasons=reasons)

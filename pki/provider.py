@@ -72,12 +72,12 @@ def _check_common(news: dict[str, Any], failures: list[dyn.CheckFailure]) -> Non
     profile = news.get("profile")
     if profile not in ("istio", "linkerd"):
         failures.append(dyn.CheckFailure("profile", f"must be istio or linkerd, got {profile!r}"))
-    alg = news.get("key_algorithm")
+    raw_alg = news.get("key_algorithm")
     try:
-        alg = KeyAlgorithm(alg)
+        alg = KeyAlgorithm(str(raw_alg))
     except ValueError:
         failures.append(dyn.CheckFailure(
-            "key_algorithm", f"must be one of {[a.value for a in KeyAlgorithm]}, got {alg!r}"))
+            "key_algorithm", f"must be one of {[a.value for a in KeyAlgorithm]}, got {raw_alg!r}"))
         return
     if profile == "linkerd" and alg is not KeyAlgorithm.ECDSA_P256:
         failures.append(dyn.CheckFailure("key_algorithm", "linkerd needs ecdsa-p256"))
