@@ -165,3 +165,28 @@ def test_expired_intermediate_fails(istio_root: CA) -> None:
     checks = by_name(istio_cacerts_checks(istio_cacerts(old)))
     assert not checks["certificates are within their validity period"].ok
     assert not checks["ca-cert.pem verifies to root-cert.pem"].ok
+
+
+def test_intermediate_with_eku_without_server_auth_fails(istio_root: CA) -> None:
+    # istiod verifies its CA with Go's default serverAuth usage: such an EKU breaks it
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    good = istio_root.issue_intermediate(
+        profile="istio", cluster="a", key_algorithm="ecdsa-p256", validity_days=30
+    )
+    builder = x509.CertificateBuilder(
+        issuer_name=good.cert.issuer,
+        subject_name=good.cert.subject,
+        public_key=good.key.public_key(),
+        serial_number=x509.random_serial_number(),
+        not_valid_before=good.cert.not_valid_before_utc,
+        not_valid_after=good.cert.not_valid_after_utc,
+        extensions=[e for e in good.cert.extensions],
+    ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    bad_cert = builder.sign(istio_root.key, hashes.SHA256())
+    bad = CA(cert=bad_cert, key=good.key, chain=good.chain)
+    checks = by_name(istio_cacerts_checks(istio_cacerts(bad)))
+    verdict = checks["ca-cert.pem verifies to root-cert.pem"]
+    assert not verdict.ok and "key usage" in verdict.message
