@@ -11,7 +11,7 @@ import pulumi
 
 from clusters.errors import SpecError
 from clusters.pulumi_config import load_spec_from_pulumi
-from stacks.build import build_plan
+from stacks.build import build_plan, with_plan_problems
 from stacks.pulumi_program import ProgramError, build_environment
 
 
@@ -20,7 +20,9 @@ def main() -> None:
         spec, source = load_spec_from_pulumi()
         plan = build_plan(spec, source=source)
         build_environment(spec, plan, base_dir=Path(__file__).resolve().parent)
-    except (SpecError, ProgramError) as err:
+    except SpecError as err:
+        raise pulumi.RunError(with_plan_problems(err).text()) from None
+    except ProgramError as err:
         raise pulumi.RunError(str(err)) from None
 
 

@@ -23,9 +23,11 @@ class Problem:
 class SpecError(Exception):
     """Raised with every problem found; the CLI maps it to exit code 2."""
 
-    def __init__(self, source: str, problems: list[Problem]) -> None:
+    def __init__(self, source: str, problems: list[Problem], partial: object = None) -> None:
         self.source = source
         self.problems = sorted(set(problems), key=_problem_order)
+        # The spec as far as it parsed, so stack-level checks can still report theirs.
+        self.partial = partial
         super().__init__(self.text())
 
     def text(self) -> str:

@@ -146,7 +146,7 @@ def spec_from_config(
             # Policy paths name services by index: only meaningful when none failed.
             problems.extend(validate_policy(spec))
     if problems or spec is None:
-        raise SpecError(source, problems)
+        raise SpecError(source, problems, partial=spec)
     return Spec.model_validate(spec.model_dump(by_alias=True))
 
 

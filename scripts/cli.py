@@ -24,10 +24,12 @@ def _fail_spec(err: SpecError) -> None:
 
 
 def _load(config: Path) -> LoadedSpec:
+    from stacks.build import with_plan_problems
+
     try:
         return load_stack_file(config)
     except SpecError as err:
-        _fail_spec(err)
+        _fail_spec(with_plan_problems(err))
         raise AssertionError("unreachable") from err
 
 

@@ -220,3 +220,13 @@ def test_tampered_ciphertext_fails() -> None:
     with pytest.raises(SecretDecryptError):
         crypter.decrypt(f"{version}:{nonce}:{base64.b64encode(bytes(raw)).decode()}")
     assert crypter.decrypt(token) == "hello"
+
+
+def test_spec_and_stack_problems_are_reported_together(tmp_path: Path) -> None:
+    spec = base_spec()
+    spec["mesh"]["provider"] = "linkerd"
+    spec["pki"].update(keyAlgorithm="rsa-2048", intermediateValidityDays=40)
+    output = assert_rejected(tmp_path, spec,
+                             "meshboot:pki.keyAlgorithm: Linkerd requires ecdsa-p256",
+                             "meshboot:pki.intermediateValidityDays: 40 days is shorter than 60")
+    assert "2 problems" in output
