@@ -77,3 +77,22 @@ def service_namespaces(spec: Spec) -> list[str]:
 
 # Namespaces Kubernetes creates itself: never (re)created by meshboot.
 BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
+
+def service_account_token_secret(name: str, namespace: str, service_account: str,
+                                 labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A ``kubernetes.io/service-account-token`` Secret the token controller fills.
+
+    ``pulumi.com/waitFor`` makes ``pulumi up`` wait until ``data.token`` is
+    there before anything reads it (kubectl and Flux ignore the annotation).
+    """
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "annotations": {"kubernetes.io/service-account.name": service_account,
+                        "pulumi.com/waitFor": "jsonpath={.data.token}"},
+    }
+    if labels:
+        meta["labels"] = dict(labels)
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": meta}

@@ -19,6 +19,7 @@ from stacks.common import (
     is_multi_network,
     namespace,
     remotes_of,
+    service_account_token_secret,
     service_namespaces,
 )
 from stacks.plan import (
@@ -196,17 +197,8 @@ def cacerts_secret(cluster: str) -> dict[str, Any]:
 
 
 def reader_token_secret(spec: Spec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/service-account-token",
-        "metadata": {
-            "name": reader_token_secret_name(spec),
-            "namespace": ISTIO_NS,
-            "annotations": {"kubernetes.io/service-account.name": READER_SA},
-            "labels": {"app.kubernetes.io/managed-by": "meshboot"},
-        },
-    }
+    return service_account_token_secret(reader_token_secret_name(spec), ISTIO_NS, READER_SA,
+                                        {"app.kubernetes.io/managed-by": "meshboot"})
 
 
 def remote_secret(spec: Spec, target: ClusterSpec) -> dict[str, Any]:

@@ -35,7 +35,12 @@ from typing import Any
 
 from clusters.errors import Problem, SpecError
 from clusters.spec import ClusterSpec, ServiceSpec, Spec
-from stacks.common import BUILTIN_NAMESPACES, cluster_index, namespace
+from stacks.common import (
+    BUILTIN_NAMESPACES,
+    cluster_index,
+    namespace,
+    service_account_token_secret,
+)
 from stacks.linkerd.policy import namespace_annotations
 from stacks.plan import (
     ClusterPlan,
@@ -278,17 +283,8 @@ def multicluster_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
 
 
 def remote_access_token(spec: Spec) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/service-account-token",
-        "metadata": {
-            "name": remote_access_token_name(spec),
-            "namespace": MC_NS,
-            "annotations": {"kubernetes.io/service-account.name": REMOTE_ACCESS_SA},
-            "labels": dict(MANAGED),
-        },
-    }
+    return service_account_token_secret(remote_access_token_name(spec), MC_NS, REMOTE_ACCESS_SA,
+                                        dict(MANAGED))
 
 
 def credentials_secrets(spec: Spec, target: ClusterSpec) -> list[dict[str, Any]]:

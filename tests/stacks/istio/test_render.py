@@ -309,3 +309,15 @@ def test_revision_and_token_generation(tmp_path: Path) -> None:
     assert [t["metadata"]["name"] for t in token] == ["istio-reader-token-3"]
     ns = next(o for o in tree["east"] if o["metadata"]["name"] == "bookinfo")
     assert ns["metadata"]["labels"] == {"istio.io/rev": "canary-1"}
+
+
+def test_token_secret_makes_pulumi_wait_for_the_token(tmp_path: Path) -> None:
+    config = write_stack(tmp_path, base_spec())
+    render(config, tmp_path / "out", tmp_path / "pki")
+    token = yaml.safe_load((tmp_path / "out" / "east" / "secrets" /
+                            "istio-system.istio-reader-token-1.yaml").read_text())
+    assert token["type"] == "kubernetes.io/service-account-token"
+    annotations = token["metadata"]["annotations"]
+    assert annotations["kubernetes.io/service-account.name"] == "istio-reader-service-account"
+    assert annotations["pulumi.com/waitFor"] == "jsonpath={.data.token}"
+    assert "data" not in token and "stringData" not in token

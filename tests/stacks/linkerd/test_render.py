@@ -213,8 +213,8 @@ def test_credentials_never_written(rendered: tuple[dict[str, Any], Path, str]) -
         tokens = [o for o in objs if o.get("type") == "kubernetes.io/service-account-token"]
         assert len(tokens) == 1
         assert tokens[0]["metadata"]["namespace"] == "linkerd-multicluster"
-        assert tokens[0]["metadata"]["annotations"] == {
-            "kubernetes.io/service-account.name": "linkerd-service-mirror-remote-access-default"}
+        assert tokens[0]["metadata"]["annotations"]["kubernetes.io/service-account.name"] == \
+            "linkerd-service-mirror-remote-access-default"
         assert "data" not in tokens[0] and "stringData" not in tokens[0]
 
 
