@@ -358,8 +358,8 @@ class SecuritySpec(_Strict):
 
 
 def _default_outlier() -> OutlierDetectionSpec:
-    return OutlierDetectionSpec(consecutive_5xx_errors=5, interval="10s", base_ejection_time="30s",
-                                max_ejection_percent=100)
+    return OutlierDetectionSpec.model_validate({"consecutive5xxErrors": 5, "interval": "10s",
+                                                "baseEjectionTime": "30s", "maxEjectionPercent": 100})
 
 
 class TrafficSpec(_Strict):
@@ -604,15 +604,15 @@ def _check_routing(s: ServiceSpec, path: str, regions: set[str]) -> list[Problem
         for k, label in enumerate(loc.failover_priority):
             if not label.strip():
                 out.append(Problem(f"{lpath}.failoverPriority[{k}]", "label must not be empty"))
-    for k, rule in enumerate(loc.distribute or []):
+    for k, drule in enumerate(loc.distribute or []):
         rpath = f"{lpath}.distribute[{k}]"
-        for where, loc_str in [("from", rule.from_)] + [(f"to.{t}", t) for t in rule.to]:
+        for where, loc_str in [("from", drule.from_)] + [(f"to.{t}", t) for t in drule.to]:
             region = loc_str.split("/")[0]
             if region != "*" and region not in regions:
                 out.append(Problem(f"{rpath}.{where}",
                                    f"no cluster is in region {region!r} (regions: {known})"))
-        total = sum(rule.to.values())
-        if total != 100 or any(w < 0 for w in rule.to.values()):
+        total = sum(drule.to.values())
+        if total != 100 or any(w < 0 for w in drule.to.values()):
             out.append(Problem(f"{rpath}.to", f"weights sum to {total}, not 100"))
     return out
 
@@ -695,7 +695,7 @@ def _check_jwt(j: JwtSpec, path: str) -> list[Problem]:
         out.append(Problem(f"{path}.issuer", "required: the token issuer (the iss claim)"))
     if not (j.jwks_uri or "").strip():
         out.append(Problem(f"{path}.jwksUri", "required: where the issuer publishes its keys (JWKS)"))
-    elif not re.match(r"^https?://[^/\s]+", j.jwks_uri):
+    elif not re.match(r"^https?://[^/\s]+", j.jwks_uri or ""):
         out.append(Problem(f"{path}.jwksUri", f"{j.jwks_uri!r} is not an http(s) URL"))
     for claim, values in (j.required_claims or {}).items():
         if not claim.strip():

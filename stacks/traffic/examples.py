@@ -53,16 +53,17 @@ def full_policy_service(name: str, namespace: str, clusters: list[str],
     if release is None:
         svc["routing"] = {"localShare": local_share}
     else:
-        svc["release"] = {
-            "canary": {"release": {"canary": {"stable": "v1", "candidate": "v2", "weight": 10,
-                                              "header": {"name": "x-canary", "exact": "1"}}}},
-            "blueGreen": {"release": {"blueGreen": {"active": "v1", "preview": "v2",
-                                                    "header": {"name": "x-preview", "exact": "1"}}}},
-            "abTest": {"release": {"abTest": {
+        releases: dict[str, dict[str, Any]] = {
+            "canary": {"canary": {"stable": "v1", "candidate": "v2", "weight": 10,
+                                  "header": {"name": "x-canary", "exact": "1"}}},
+            "blueGreen": {"blueGreen": {"active": "v1", "preview": "v2",
+                                        "header": {"name": "x-preview", "exact": "1"}}},
+            "abTest": {"abTest": {
                 "groups": [{"name": "beta", "version": "v2", "header": {"name": "x-group", "exact": "beta"}},
                            {"name": "api", "version": "v1", "pathPrefix": "/api/v1"}],
-                "default": {"v1": 50, "v2": 50}}}},
-        }[release]["release"]
+                "default": {"v1": 50, "v2": 50}}},
+        }
+        svc["release"] = releases[release]
         if failover:
             svc["routing"] = {"locality": {"failover": [{"from": a, "to": b} for a, b in failover]}}
     return svc
