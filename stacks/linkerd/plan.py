@@ -396,7 +396,9 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
                        policy: PolicyBuilder | None = None) -> MeshPlan:
     """The Linkerd plan; raises SpecError with every problem at once."""
     if policy is None:
-        from stacks.linkerd.policy import linkerd_policy_objects as policy
+        from stacks.linkerd.policy import linkerd_policy_objects
+
+        policy = linkerd_policy_objects
     problems = check(spec)
     policy_objects, policy_problems = policy(spec, source)
     problems += policy_problems
