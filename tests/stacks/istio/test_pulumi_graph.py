@@ -232,9 +232,26 @@ def test_helm_values_equal_render(tmp_path: Path) -> None:
     assert compared == 12
 
 
-def test_objects_equal_render(tmp_path: Path) -> None:
-    """Every non-deferred object render writes is in the Pulumi graph, and vice versa."""
+def policy_four_clusters() -> dict[str, Any]:
+    from stacks.traffic.examples import full_policy_mesh, full_policy_service
+
     spec = four_clusters()
+    for i, c in enumerate(spec["clusters"]):
+        c["eastWestGateway"] = {"address": f"192.0.2.{i + 1}"}
+    spec["services"] = [
+        full_policy_service("reviews", "bookinfo", ["a", "b", "c"]),
+        full_policy_service("ratings", "bookinfo", ["b", "d"], release="canary"),
+        full_policy_service("details", "shop", ["a"], release="abTest"),
+    ]
+    spec.update(full_policy_mesh(["bookinfo", "shop"]))
+    spec["traffic"]["crossCluster"] = "serviceEntry"
+    return spec
+
+
+@pytest.mark.parametrize("make_spec", [four_clusters, policy_four_clusters])
+def test_objects_equal_render(tmp_path: Path, make_spec: Any) -> None:
+    """Every object render writes is in the Pulumi graph with the same content, and vice versa."""
+    spec = make_spec()
     spec["clusters"][0]["eastWestGateway"] = {"address": "192.0.2.7"}
     run = run_program(with_fake_kubeconfigs(spec))
     config = write_stack(tmp_path, spec)
@@ -242,19 +259,30 @@ def test_objects_equal_render(tmp_path: Path) -> None:
                                       str(tmp_path / "out"), "--pki-dir", str(tmp_path / "pki")])
     assert result.exit_code == 0, result.output
     tree = load_tree(tmp_path / "out")
+    compared = 0
     for cluster, objs in tree.items():
-        rendered = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        rendered = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
                     for o in objs if o["kind"] not in ("HelmRelease", "HelmRepository")}
-        pulumi_objs = set()
+        pulumi_objs: dict[tuple[str, str, str], dict[str, Any]] = {}
         for r in run.resources:
             if r.read or cluster_of(r) != cluster:
                 continue
             if r.type == CONFIG_GROUP:
                 for o in unwrap_secrets(r.inputs["objs"]):
-                    pulumi_objs.add((o["kind"], o["metadata"].get("namespace", ""),
-                                     o["metadata"]["name"]))
+                    key = (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+                    assert key not in pulumi_objs, key
+                    pulumi_objs[key] = o
             elif r.type == SECRET and "remote-secret" not in r.name:
                 m = r.inputs["metadata"]
-                pulumi_objs.add(("Secret", m["namespace"], m["name"]))
-        assert rendered == pulumi_objs, cluster
+                pulumi_objs[("Secret", m["namespace"], m["name"])] = {}
+        assert set(rendered) == set(pulumi_objs), cluster
         assert rendered
+        for key, obj in pulumi_objs.items():
+            if key[0] != "Secret":  # Secret contents differ by design: another PKI
+                assert obj == rendered[key], key
+                compared += 1
+    assert compared > 0
+    if make_spec is policy_four_clusters:
+        kinds = {k[0] for objs in tree.values() for o in objs for k in [(o["kind"],)]}
+        assert {"VirtualService", "DestinationRule", "ServiceEntry", "AuthorizationPolicy",
+                "PeerAuthentication", "RequestAuthentication", "Sidecar"} <= kinds
