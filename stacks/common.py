@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clusters.spec import ClusterSpec, Spec
+from clusters.spec import ClusterSpec, ServiceSpec, Spec
 from pki.hierarchy import PkiParams
 from pki.keys import KeyAlgorithm
 
@@ -96,3 +96,17 @@ def service_account_token_secret(name: str, namespace: str, service_account: str
         meta["labels"] = dict(labels)
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
             "metadata": meta}
+
+
+def service_ports(svc: ServiceSpec, app_protocols: dict[str, str],
+                  explicit_target: bool = False) -> list[dict[str, Any]]:
+    """A Service's ports from the spec; ``appProtocol`` named the way the mesh reads it."""
+    ports = []
+    for p in svc.ports:
+        port: dict[str, Any] = {"name": p.name, "port": p.port, "protocol": "TCP"}
+        if p.target_port is not None or explicit_target:
+            port["targetPort"] = p.target_port or p.port
+        if p.protocol in app_protocols:
+            port["appProtocol"] = app_protocols[p.protocol]
+        ports.append(port)
+    return ports

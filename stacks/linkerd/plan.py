@@ -40,6 +40,7 @@ from stacks.common import (
     cluster_index,
     namespace,
     service_account_token_secret,
+    service_ports,
 )
 from stacks.linkerd.policy import namespace_annotations
 from stacks.plan import (
@@ -365,13 +366,7 @@ def service_object(spec: Spec, svc: ServiceSpec, cluster: str) -> dict[str, Any]
     is lost the next time they apply it.
     """
     key, value = export_label(spec, svc, cluster)
-    ports = []
-    for p in svc.ports:
-        port: dict[str, Any] = {"name": p.name, "port": p.port, "protocol": "TCP",
-                                "targetPort": p.target_port or p.port}
-        if p.protocol in _APP_PROTOCOL:
-            port["appProtocol"] = _APP_PROTOCOL[p.protocol]
-        ports.append(port)
+    ports = service_ports(svc, _APP_PROTOCOL, explicit_target=True)
     return {
         "apiVersion": "v1",
         "kind": "Service",

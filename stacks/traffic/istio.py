@@ -35,7 +35,7 @@ from clusters.policy import (
     cluster_split,
 )
 from clusters.spec import ServiceSpec, Spec
-from stacks.common import is_multi_network, locality, remotes_of, service_namespaces
+from stacks.common import is_multi_network, locality, remotes_of, service_namespaces, service_ports
 from stacks.istio.plan import ISTIO_NS, gateway_address, needs_eastwest
 
 NET_V1 = "networking.istio.io/v1"
@@ -127,14 +127,7 @@ def check_istio_policy(spec: Spec) -> list[Problem]:
 def stub_service(s: ServiceSpec) -> dict[str, Any]:
     """A selector-less Service: the name resolves locally, istiod supplies the endpoints
     it discovers in the clusters that run the service (remote secrets)."""
-    ports = []
-    for p in s.ports:
-        port: dict[str, Any] = {"name": p.name, "port": p.port, "protocol": "TCP"}
-        if p.target_port is not None:
-            port["targetPort"] = p.target_port
-        if p.protocol is not None:
-            port["appProtocol"] = _APP_PROTOCOL[p.protocol]
-        ports.append(port)
+    ports = service_ports(s, _APP_PROTOCOL)
     return {
         "apiVersion": "v1",
         "kind": "Service",

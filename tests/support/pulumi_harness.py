@@ -28,6 +28,10 @@ from pulumi.runtime.sync_await import _sync_await
 
 from pki.provider import IntermediateCAProvider, RootCAProvider
 
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SECRET = "kubernetes:core/v1:Secret"
+PROVIDER = "pulumi:providers:kubernetes"
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 MAIN = Path(__file__).resolve().parents[2] / "__main__.py"
 FAKE_KUBECONFIG = """apiVersion: v1
 kind: Config

@@ -17,6 +17,9 @@ from click.testing import CliRunner
 from scripts.cli import cli
 from tests.conftest import base_spec, write_stack
 from tests.support.pulumi_harness import (
+    CONFIG_GROUP,
+    PROVIDER,
+    SECRET,
     ProgramRun,
     Registered,
     is_secret_value,
@@ -25,11 +28,6 @@ from tests.support.pulumi_harness import (
     with_fake_kubeconfigs,
 )
 from tests.support.validation import load_tree
-
-RELEASE = "kubernetes:helm.sh/v3:Release"
-SECRET = "kubernetes:core/v1:Secret"
-PROVIDER = "pulumi:providers:kubernetes"
-CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 
 
 def one_cluster() -> dict[str, Any]:
@@ -208,15 +206,21 @@ def test_token_rotation_replaces_token_secret_and_remote_secrets() -> None:
     assert kubeconfig["users"][0]["user"]["token"] == "token-of-west-istio-reader-token-2"
 
 
-def test_helm_values_equal_render(tmp_path: Path) -> None:
-    spec = four_clusters()
-    spec["clusters"][0]["eastWestGateway"] = {"address": "192.0.2.7"}
+def pulumi_and_render(tmp_path: Path, spec: dict[str, Any]
+                      ) -> tuple[ProgramRun, dict[str, list[dict[str, Any]]]]:
+    """The same spec through both adapters: the mock Pulumi run and `meshboot render`."""
     run = run_program(with_fake_kubeconfigs(spec))
     config = write_stack(tmp_path, spec)
     result = CliRunner().invoke(cli, ["render", "--config", str(config), "--out",
                                       str(tmp_path / "out"), "--pki-dir", str(tmp_path / "pki")])
     assert result.exit_code == 0, result.output
-    tree = load_tree(tmp_path / "out")
+    return run, load_tree(tmp_path / "out")
+
+
+def test_helm_values_equal_render(tmp_path: Path) -> None:
+    spec = four_clusters()
+    spec["clusters"][0]["eastWestGateway"] = {"address": "192.0.2.7"}
+    run, tree = pulumi_and_render(tmp_path, spec)
     compared = 0
     for cluster, objs in tree.items():
         for obj in objs:
@@ -253,12 +257,7 @@ def test_objects_equal_render(tmp_path: Path, make_spec: Any) -> None:
     """Every object render writes is in the Pulumi graph with the same content, and vice versa."""
     spec = make_spec()
     spec["clusters"][0]["eastWestGateway"] = {"address": "192.0.2.7"}
-    run = run_program(with_fake_kubeconfigs(spec))
-    config = write_stack(tmp_path, spec)
-    result = CliRunner().invoke(cli, ["render", "--config", str(config), "--out",
-                                      str(tmp_path / "out"), "--pki-dir", str(tmp_path / "pki")])
-    assert result.exit_code == 0, result.output
-    tree = load_tree(tmp_path / "out")
+    run, tree = pulumi_and_render(tmp_path, spec)
     compared = 0
     for cluster, objs in tree.items():
         rendered = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o

@@ -16,6 +16,8 @@ import yaml
 
 from tests.stacks.linkerd.specs import three_clusters, two_clusters
 from tests.support.pulumi_harness import (
+    PROVIDER,
+    RELEASE,
     ProgramRun,
     Registered,
     is_secret_value,
@@ -24,10 +26,6 @@ from tests.support.pulumi_harness import (
     with_fake_kubeconfigs,
 )
 
-RELEASE = "kubernetes:helm.sh/v3:Release"
-SECRET = "kubernetes:core/v1:Secret"
-PROVIDER = "pulumi:providers:kubernetes"
-CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 TOKEN = "linkerd-service-mirror-remote-access-default-token-g1"
 
 
