@@ -18,7 +18,8 @@ EXIT_SPEC = 2
 
 
 def _fail_spec(err: SpecError) -> None:
-    click.echo(f"error: invalid environment spec ({len(err.problems)} problems):", err=True)
+    n = len(err.problems)
+    click.echo(f"error: invalid environment spec ({n} problem{'s' if n != 1 else ''}):", err=True)
     click.echo(err.text(), err=True)
     sys.exit(EXIT_SPEC)
 
