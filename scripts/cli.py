@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,6 +44,22 @@ def _passphrase() -> bytes | None:
     return value.encode() if value else None
 
 
+def _load_pki(loaded: LoadedSpec, pki_dir: Path, shown_as: Path | None = None) -> Any:
+    """The mesh PKI from the store (created or renewed as needed); exit 2 on mismatch."""
+    from pki.store import PkiStore, PkiStoreError
+    from stacks.common import pki_params
+
+    try:
+        return PkiStore(pki_dir, _passphrase()).load_or_build(
+            pki_params(loaded.spec, loaded.base_dir))
+    except PkiStoreError as err:
+        message = str(err) if shown_as is None else str(err).replace(str(pki_dir), str(shown_as))
+        click.echo(f"error: PKI store: {message}", err=True)
+    except ValueError as err:  # e.g. an imported root that is not a usable CA
+        click.echo(f"error: {loaded.source}: meshboot:pki.rootCa: {err}", err=True)
+    sys.exit(EXIT_SPEC)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Bootstrap a multi-cluster Istio or Linkerd mesh from one environment spec."""
@@ -75,9 +92,7 @@ def validate(config: Path) -> None:
                    "Keys are encrypted when MESHBOOT_PKI_PASSPHRASE is set.")
 def render(config: Path, out: Path | None, pki_dir: Path | None) -> None:
     """Write every Kubernetes object of every cluster as YAML, no cluster needed."""
-    from pki.store import PkiStore, PkiStoreError
     from stacks.build import build_plan
-    from stacks.common import pki_params
     from stacks.render import check_renderable, render_plan
 
     loaded = _load(config)
@@ -90,15 +105,7 @@ def render(config: Path, out: Path | None, pki_dir: Path | None) -> None:
         _fail_spec(err)
     out = out if out is not None else Path("out") / loaded.env
     pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
-    try:
-        mesh_pki = PkiStore(pki_dir, _passphrase()).load_or_build(
-            pki_params(loaded.spec, loaded.base_dir))
-    except PkiStoreError as err:
-        click.echo(f"error: PKI store: {err}", err=True)
-        sys.exit(EXIT_SPEC)
-    except ValueError as err:  # e.g. an imported root that is not a usable CA
-        click.echo(f"error: {loaded.source}: meshboot:pki.rootCa: {err}", err=True)
-        sys.exit(EXIT_SPEC)
+    mesh_pki = _load_pki(loaded, pki_dir)
     summary = render_plan(plan, mesh_pki, out, loaded.source)
     click.echo(summary.text())
     click.echo(f"PKI store: {pki_dir} ({'encrypted keys' if _passphrase() else 'keys unencrypted'})")
@@ -123,8 +130,6 @@ def preflight(config: Path, pki_dir: Path | None) -> None:
 
     from pki.bundles import istio_cacerts
     from pki.checks import istio_cacerts_checks, linkerd_identity_checks
-    from pki.store import PkiStore, PkiStoreError
-    from stacks.common import pki_params
 
     loaded = _load(config)
     pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
@@ -135,12 +140,7 @@ def preflight(config: Path, pki_dir: Path | None) -> None:
         # Work on a copy: a check must never re-issue or rewrite the real store.
         copy = Path(tmp) / "pki"
         shutil.copytree(pki_dir, copy)
-        try:
-            mesh_pki = PkiStore(copy, _passphrase()).load_or_build(
-                pki_params(loaded.spec, loaded.base_dir))
-        except PkiStoreError as err:
-            click.echo(f"error: PKI store: {str(err).replace(str(copy), str(pki_dir))}", err=True)
-            sys.exit(EXIT_SPEC)
+        mesh_pki = _load_pki(loaded, copy, shown_as=pki_dir)
     failed = False
     for cluster in loaded.spec.cluster_names:
         if cluster in mesh_pki.reissued:
