@@ -29,7 +29,6 @@ from clusters.errors import Problem, SpecError
 from stacks.plan import (
     GatewayAddressRef,
     HelmRelease,
-    KubeconfigRef,
     MeshPlan,
     PkiRef,
     Ref,
@@ -260,5 +259,3 @@ def render_plan(plan: MeshPlan, mesh_pki: Any, out_dir: Path, source: str) -> Re
     summary.notes.extend(plan.notes)
     return summary
 
-
-__all__ = ["KubeconfigRef", "RenderSummary", "render_plan", "render_files", "dump_all"]
