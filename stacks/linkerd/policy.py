@@ -13,7 +13,12 @@ Mapped:
 - ``retries``: Linkerd's ``retry.linkerd.io/*`` annotations on a route that
   matches only the retried methods (Linkerd has no per-method retry switch);
 - ``authorization``: Server + AuthorizationPolicy + MeshTLSAuthentication per
-  port (callers by service account or namespace identity);
+  port (callers by service account or namespace identity; a rule without
+  ``from`` admits every meshed caller). Rules with ``to`` (methods, paths)
+  become policy.linkerd.io HTTPRoutes attached to the Server, each authorized
+  on its own; a request that matches no route is refused, as an allow-list
+  should be. The most specific route wins in Linkerd, so a route's callers
+  include those of every rule whose operations cover it;
 - ``meshboot:security``: namespace default inbound policy (``defaultDeny`` ->
   ``deny``, mTLS ``STRICT`` -> ``all-authenticated``).
 
@@ -26,7 +31,7 @@ import re
 from typing import Any
 
 from clusters.errors import Problem
-from clusters.policy import HeaderMatch, cluster_split, has_http_port
+from clusters.policy import AuthzRule, HeaderMatch, cluster_split, has_http_port
 from clusters.spec import PortSpec, ServiceSpec, Spec
 
 ROUTE_API = "gateway.networking.k8s.io/v1"
@@ -87,18 +92,6 @@ def check_policy(spec: Spec) -> list[Problem]:
                 out.append(Problem(f"{base}.retries.retryOn[{j}]",
                                    f"not supported with Linkerd: {cond!r} (it retries on 5xx, "
                                    "gateway-error, status codes and gRPC statuses)"))
-        if s.authorization is not None:
-            for k, rule in enumerate(s.authorization.rules):
-                if rule.to is not None and (rule.to.methods or rule.to.paths):
-                    out.append(Problem(f"{base}.authorization.rules[{k}].to",
-                                       "not supported by meshboot's Linkerd stack yet: "
-                                       "per-route authorization needs policy HTTPRoutes bound "
-                                       "to the Server; authorize by caller only"))
-                if rule.from_ is None or not (rule.from_.service_accounts
-                                              or rule.from_.namespaces):
-                    out.append(Problem(f"{base}.authorization.rules[{k}].from",
-                                       "Linkerd authorizes callers by identity: name "
-                                       "serviceAccounts or namespaces"))
     t = spec.traffic
     if t.cross_cluster != "discovery":
         out.append(Problem("meshboot:traffic.crossCluster",
@@ -225,27 +218,105 @@ def _routes(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str, Any]]:
     return out
 
 
+def _identities(spec: Spec, rules: list[AuthzRule]) -> list[str]:
+    td = spec.mesh.trust_domain
+    out: set[str] = set()
+    for rule in rules:
+        src = rule.from_
+        if src is None or not (src.service_accounts or src.namespaces):
+            return ["*"]  # any meshed (mTLS-authenticated) caller
+        for sa in src.service_accounts or []:
+            ns, name = sa.split("/", 1)
+            out.add(f"{name}.{ns}.serviceaccount.identity.linkerd.{td}")
+        for ns in src.namespaces or []:
+            out.add(f"*.{ns}.serviceaccount.identity.linkerd.{td}")
+    return sorted(out)
+
+
+def path_match(path: str) -> dict[str, str]:
+    """An authorization path (exact, ``prefix*``, ``*suffix`` or ``*``) as an HTTPRoute path match."""
+    if path == "*":
+        return {"type": "PathPrefix", "value": "/"}
+    if path.endswith("*"):
+        return {"type": "RegularExpression", "value": re.escape(path[:-1]) + ".*"}
+    if path.startswith("*"):
+        return {"type": "RegularExpression", "value": ".*" + re.escape(path[1:])}
+    return {"type": "Exact", "value": path}
+
+
+def _path_covers(outer: str, inner: str) -> bool:
+    if outer in ("*", inner):
+        return True
+    if outer.endswith("*"):
+        return inner.startswith(outer[:-1])
+    if outer.startswith("*"):
+        return not inner.startswith("*") and inner.endswith(outer[1:])
+    return False
+
+
+def covers(outer: AuthzRule, inner: AuthzRule) -> bool:
+    """Every request ``inner.to`` admits is also admitted by ``outer.to``."""
+    o, i = outer.to, inner.to
+    if o is None or not (o.methods or o.paths):
+        return True
+    if i is None:
+        return False
+    if o.methods and not (i.methods and set(i.methods) <= set(o.methods)):
+        return False
+    if o.paths and not (i.paths and all(any(_path_covers(op, ip) for op in o.paths)
+                                        for ip in i.paths)):
+        return False
+    return True
+
+
+def _route_matches(rule: AuthzRule) -> list[dict[str, Any]]:
+    op = rule.to
+    assert op is not None
+    paths = [path_match(p) for p in op.paths] if op.paths else [None]
+    methods = list(op.methods) if op.methods else [None]
+    matches = []
+    for path in paths:
+        for method in methods:
+            m: dict[str, Any] = {}
+            if path is not None:
+                m["path"] = path
+            if method is not None:
+                m["method"] = method
+            matches.append(m)
+    return matches
+
+
 def _authorization(spec: Spec, svc: ServiceSpec) -> list[dict[str, Any]]:
     authz = svc.authorization
     if authz is None:
         return []
-    td = spec.mesh.trust_domain
-    identities: list[str] = []
-    for rule in authz.rules:
-        src = rule.from_
-        if src is None:
-            continue
-        for sa in src.service_accounts or []:
-            ns, name = sa.split("/", 1)
-            identities.append(f"{name}.{ns}.serviceaccount.identity.linkerd.{td}")
-        for ns in src.namespaces or []:
-            identities.append(f"*.{ns}.serviceaccount.identity.linkerd.{td}")
     meta = {"namespace": svc.namespace, "labels": dict(MANAGED)}
-    objs: list[dict[str, Any]] = [{
-        "apiVersion": f"{POLICY_API}/v1alpha1", "kind": "MeshTLSAuthentication",
-        "metadata": {"name": f"{svc.name}-callers", **meta},
-        "spec": {"identities": sorted(set(identities))},
-    }]
+    rules = list(authz.rules)
+    scoped = [k for k, r in enumerate(rules) if r.to is not None and (r.to.methods or r.to.paths)]
+    anyop = [r for r in rules if r.to is None or not (r.to.methods or r.to.paths)]
+    objs: list[dict[str, Any]] = []
+
+    def mtls_auth(name: str, identities: list[str]) -> dict[str, Any]:
+        return {"apiVersion": f"{POLICY_API}/v1alpha1", "kind": "MeshTLSAuthentication",
+                "metadata": {"name": name, **meta}, "spec": {"identities": identities}}
+
+    def policy(name: str, target_kind: str, target: str, auth: str) -> dict[str, Any]:
+        return {"apiVersion": f"{POLICY_API}/v1alpha1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": name, **meta},
+                "spec": {"targetRef": {"group": POLICY_API, "kind": target_kind, "name": target},
+                         "requiredAuthenticationRefs": [{
+                             "group": POLICY_API, "kind": "MeshTLSAuthentication",
+                             "name": auth}]}}
+
+    if not scoped:
+        objs.append(mtls_auth(f"{svc.name}-callers", _identities(spec, rules)))
+    else:
+        for k in scoped:
+            covering = [r for r in rules if covers(r, rules[k])]
+            objs.append(mtls_auth(f"{svc.name}-authz-{k}", _identities(spec, covering)))
+        if anyop:
+            objs.append(mtls_auth(f"{svc.name}-authz-any", _identities(spec, anyop)))
+    http_ports = {p.name for p in _http_ports(svc)}
     for p in svc.ports:
         server = f"{svc.name}-{p.name}"
         objs.append({
@@ -254,14 +325,29 @@ def _authorization(spec: Spec, svc: ServiceSpec) -> list[dict[str, Any]]:
             "spec": {"podSelector": {"matchLabels": {"app": svc.name}},
                      "port": p.target_port or p.port, "accessPolicy": "deny"},
         })
-        objs.append({
-            "apiVersion": f"{POLICY_API}/v1alpha1", "kind": "AuthorizationPolicy",
-            "metadata": {"name": server, **meta},
-            "spec": {"targetRef": {"group": POLICY_API, "kind": "Server", "name": server},
-                     "requiredAuthenticationRefs": [{
-                         "group": POLICY_API, "kind": "MeshTLSAuthentication",
-                         "name": f"{svc.name}-callers"}]},
-        })
+        if not scoped:
+            objs.append(policy(server, "Server", server, f"{svc.name}-callers"))
+            continue
+        if p.name not in http_ports:
+            # No routes on a non-HTTP port: only rules for any operation apply.
+            if anyop:
+                objs.append(policy(server, "Server", server, f"{svc.name}-authz-any"))
+            continue
+        parent = [{"group": POLICY_API, "kind": "Server", "name": server}]
+        for k in scoped:
+            route = f"{server}-authz-{k}"
+            objs.append({"apiVersion": f"{POLICY_API}/v1beta3", "kind": "HTTPRoute",
+                         "metadata": {"name": route, **meta},
+                         "spec": {"parentRefs": parent,
+                                  "rules": [{"matches": _route_matches(rules[k])}]}})
+            objs.append(policy(route, "HTTPRoute", route, f"{svc.name}-authz-{k}"))
+        if anyop:
+            route = f"{server}-authz-any"
+            objs.append({"apiVersion": f"{POLICY_API}/v1beta3", "kind": "HTTPRoute",
+                         "metadata": {"name": route, **meta},
+                         "spec": {"parentRefs": parent, "rules": [{"matches": [
+                             {"path": {"type": "PathPrefix", "value": "/"}}]}]}})
+            objs.append(policy(route, "HTTPRoute", route, f"{svc.name}-authz-any"))
     return objs
 
 

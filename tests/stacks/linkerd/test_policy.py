@@ -128,3 +128,61 @@ def test_gateway_api_validation_is_not_vacuous() -> None:
                       "rules": [{"backendRefs": [{"name": "s", "weight": "ten"}]}]}}
     with pytest.raises(AssertionError):
         validate(route)
+
+
+def test_per_route_authorization(tmp_path: Path) -> None:
+    """Rules with `to` become Server-attached HTTPRoutes, each with its own callers.
+
+    Linkerd picks the most specific route, so a route must also admit the callers
+    of every rule whose operations cover it.
+    """
+    td = "mesh.example.org"
+    spec = three_clusters()
+
+    def sa(ns: str, name: str) -> str:
+        return f"{name}.{ns}.serviceaccount.identity.linkerd.{td}"
+
+    rules = [
+        {"from": {"serviceAccounts": ["bookinfo/productpage"]},
+         "to": {"methods": ["GET"], "paths": ["/api/*"]}},
+        {"from": {"namespaces": ["admin"]}},                       # any operation
+        {"from": {"serviceAccounts": ["ops/reporter"]},
+         "to": {"methods": ["GET"], "paths": ["/api/v1/*"]}},      # inside rule 0
+        {"to": {"paths": ["/healthz"]}},                           # any meshed caller
+    ]
+    spec["services"][0]["authorization"] = {"rules": rules}
+    code, output = invoke(tmp_path, spec)
+    assert code == 0, output
+    tree = load_tree(tmp_path / "out")
+    objs = tree["a"]
+    for obj in objs:
+        validate(obj)
+    auths = {o["metadata"]["name"]: sorted(o["spec"]["identities"])
+             for o in objs if o["kind"] == "MeshTLSAuthentication"}
+    admin = f"*.admin.serviceaccount.identity.linkerd.{td}"
+    assert auths == {
+        "reviews-authz-0": sorted([sa("bookinfo", "productpage"), admin]),
+        "reviews-authz-2": sorted([sa("ops", "reporter"), sa("bookinfo", "productpage"), admin]),
+        "reviews-authz-3": ["*"],
+        "reviews-authz-any": [admin],
+    }
+    routes = {o["metadata"]["name"]: o for o in objs
+              if o["kind"] == "HTTPRoute" and o["apiVersion"].startswith("policy.linkerd.io/")}
+    assert set(routes) == {"reviews-http-authz-0", "reviews-http-authz-2",
+                           "reviews-http-authz-3", "reviews-http-authz-any"}
+    for route in routes.values():
+        assert route["spec"]["parentRefs"] == [
+            {"group": "policy.linkerd.io", "kind": "Server", "name": "reviews-http"}]
+    assert routes["reviews-http-authz-0"]["spec"]["rules"][0]["matches"] == [
+        {"path": {"type": "RegularExpression", "value": "/api/.*"}, "method": "GET"}]
+    assert routes["reviews-http-authz-3"]["spec"]["rules"][0]["matches"] == [
+        {"path": {"type": "Exact", "value": "/healthz"}}]
+    policies = {o["metadata"]["name"]: o["spec"] for o in objs
+                if o["kind"] == "AuthorizationPolicy"}
+    for name in routes:
+        target = policies[name]["targetRef"]
+        assert target == {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": name}
+        k = name.rsplit("-", 1)[1]
+        assert policies[name]["requiredAuthenticationRefs"][0]["name"] == f"reviews-authz-{k}"
+    # No Server-wide grant: requests matching no route are refused.
+    assert "reviews-http" not in policies
