@@ -42,7 +42,7 @@ from stacks.common import (
     service_account_token_secret,
     service_ports,
 )
-from stacks.linkerd.policy import namespace_annotations
+from stacks.linkerd.policy import namespace_annotations, service_annotations
 from stacks.plan import (
     ClusterPlan,
     GatewayAddressRef,
@@ -367,11 +367,16 @@ def service_object(spec: Spec, svc: ServiceSpec, cluster: str) -> dict[str, Any]
     """
     key, value = export_label(spec, svc, cluster)
     ports = service_ports(svc, _APP_PROTOCOL, explicit_target=True)
+    meta: dict[str, Any] = {
+        "name": svc.name, "namespace": svc.namespace,
+        "labels": dict(sorted({**MANAGED, "app": svc.name, key: value}.items()))}
+    annotations = service_annotations(svc)
+    if annotations:
+        meta["annotations"] = annotations
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": svc.name, "namespace": svc.namespace,
-                     "labels": dict(sorted({**MANAGED, "app": svc.name, key: value}.items()))},
+        "metadata": meta,
         "spec": {"type": "ClusterIP", "selector": {"app": svc.name}, "ports": ports},
     }
 

@@ -10,6 +10,8 @@ Mapped:
   weights over per-version Services ``<svc>-<version>`` (meshboot-owned,
   selector ``app`` + the version label), local to each cluster;
 - ``timeout``: ``rules[].timeouts.request``;
+- ``outlierDetection``: consecutive-failure circuit breaking
+  (``balancer.linkerd.io/failure-accrual*`` annotations on the Services);
 - ``retries``: Linkerd's ``retry.linkerd.io/*`` annotations on a route that
   matches only the retried methods (Linkerd has no per-method retry switch);
 - ``authorization``: Server + AuthorizationPolicy + MeshTLSAuthentication per
@@ -31,7 +33,7 @@ import re
 from typing import Any
 
 from clusters.errors import Problem
-from clusters.policy import AuthzRule, HeaderMatch, cluster_split, has_http_port
+from clusters.policy import AuthzRule, HeaderMatch, cluster_split, duration_seconds, has_http_port
 from clusters.spec import PortSpec, ServiceSpec, Spec
 
 ROUTE_API = "gateway.networking.k8s.io/v1"
@@ -47,8 +49,6 @@ _BUILTIN_RETRY = {"connect-failure", "refused-stream", "reset-before-request"}
 _UNSUPPORTED: dict[str, str] = {
     "fault": "Linkerd has no fault injection (no delay/abort filter in its HTTPRoute support)",
     "connectionPool": "Linkerd proxies do not expose connection-pool limits",
-    "outlierDetection": "Linkerd's failure accrual is not configurable per ejection parameters "
-                        "like this (it uses consecutive-failure circuit breaking annotations)",
     "loadBalancer": "Linkerd always balances by EWMA latency; the algorithm and hash-based "
                     "affinity cannot be chosen",
     "jwt": "Linkerd does not validate end-user JWTs (no request authentication)",
@@ -74,6 +74,24 @@ def check_policy(spec: Spec) -> list[Problem]:
             attr = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
             if getattr(s, attr) is not None:
                 out.append(Problem(f"{base}.{key}", f"not supported with Linkerd: {reason}"))
+        od = s.outlier_detection
+        if od is not None:
+            for key, value, reason in (
+                ("consecutiveGatewayErrors", od.consecutive_gateway_errors,
+                 "Linkerd counts every 5xx (and gRPC error) as a failure; use "
+                 "consecutive5xxErrors"),
+                ("interval", od.interval, "Linkerd judges every response, there is no sweep "
+                 "interval"),
+                ("maxEjectionPercent", od.max_ejection_percent, "Linkerd may trip every "
+                 "endpoint's breaker; there is no ejection cap"),
+                ("minHealthPercent", od.min_health_percent, "Linkerd has no panic threshold"),
+            ):
+                if value is not None:
+                    out.append(Problem(f"{base}.outlierDetection.{key}",
+                                       f"not supported with Linkerd: {reason}"))
+            if od.consecutive_5xx_errors == 0:
+                out.append(Problem(f"{base}.outlierDetection.consecutive5xxErrors",
+                                   "Linkerd's circuit breaker needs at least one failure"))
         r = s.routing
         if r is not None and r.locality is not None:
             out.append(Problem(f"{base}.routing.locality",
@@ -125,12 +143,42 @@ def _backend(name: str, port: int, weight: int) -> dict[str, Any]:
     return {"group": "", "kind": "Service", "name": name, "port": port, "weight": weight}
 
 
+def service_annotations(svc: ServiceSpec) -> dict[str, str]:
+    """``outlierDetection`` as Linkerd's consecutive-failure circuit breaker.
+
+    Read by the calling proxies from the Service they address:
+    ``consecutive5xxErrors`` -> max failures, ``baseEjectionTime`` -> the
+    minimum penalty (Linkerd backs off from there, as Istio lengthens
+    repeated ejections).
+    """
+    od = svc.outlier_detection
+    if od is None:
+        return {}
+    out = {"balancer.linkerd.io/failure-accrual": "consecutive"}
+    if od.consecutive_5xx_errors is not None:
+        out["balancer.linkerd.io/failure-accrual-consecutive-max-failures"] = \
+            str(od.consecutive_5xx_errors)
+    if od.base_ejection_time is not None:
+        out["balancer.linkerd.io/failure-accrual-consecutive-min-penalty"] = \
+            single_unit_duration(od.base_ejection_time)
+    return out
+
+
+def single_unit_duration(value: str) -> str:
+    """``1m30s`` -> ``90s``: one number and unit, the form every Linkerd parser reads."""
+    ms = round(duration_seconds(value) * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
 def _version_service(spec: Spec, svc: ServiceSpec, version: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": f"{svc.name}-{version}", "namespace": svc.namespace,
+                            "labels": dict(sorted({**MANAGED, "app": svc.name}.items()))}
+    if svc.outlier_detection is not None:
+        meta["annotations"] = service_annotations(svc)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": f"{svc.name}-{version}", "namespace": svc.namespace,
-                     "labels": dict(sorted({**MANAGED, "app": svc.name}.items()))},
+        "metadata": meta,
         "spec": {"type": "ClusterIP",
                  "selector": {"app": svc.name, spec.traffic.version_label: version},
                  "ports": [{"name": p.name, "port": p.port, "protocol": "TCP",

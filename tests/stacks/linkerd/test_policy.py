@@ -186,3 +186,33 @@ def test_per_route_authorization(tmp_path: Path) -> None:
         assert policies[name]["requiredAuthenticationRefs"][0]["name"] == f"reviews-authz-{k}"
     # No Server-wide grant: requests matching no route are refused.
     assert "reviews-http" not in policies
+
+
+def test_outlier_detection_becomes_a_circuit_breaker(tmp_path: Path) -> None:
+    spec = three_clusters()
+    failures, ejection = 4, "1m30s"
+    spec["services"][0]["outlierDetection"] = {"consecutive5xxErrors": failures,
+                                               "baseEjectionTime": ejection}
+    code, output = invoke(tmp_path, spec)
+    assert code == 0, output
+    tree = load_tree(tmp_path / "out")
+    for cluster in spec["services"][0]["clusters"]:
+        svc = objects(tree, cluster, "Service")["reviews"]
+        validate(svc)
+        assert svc["metadata"]["annotations"] == {
+            "balancer.linkerd.io/failure-accrual": "consecutive",
+            "balancer.linkerd.io/failure-accrual-consecutive-max-failures": str(failures),
+            "balancer.linkerd.io/failure-accrual-consecutive-min-penalty": "90s",
+        }
+
+
+def test_outlier_detection_fields_linkerd_lacks_are_errors(tmp_path: Path) -> None:
+    spec = three_clusters()
+    spec["services"][0]["outlierDetection"] = {"consecutive5xxErrors": 3, "interval": "10s",
+                                               "maxEjectionPercent": 50}
+    code, output = invoke(tmp_path, spec)
+    assert code == 2, output
+    assert "meshboot:services[0].outlierDetection.interval: not supported with Linkerd" in output
+    assert "meshboot:services[0].outlierDetection.maxEjectionPercent: not supported with " \
+           "Linkerd" in output
+    assert not (tmp_path / "out").exists()
