@@ -44,7 +44,9 @@ REPO_INTERVAL = "1h"
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        # Plans share sub-objects freely; rendered YAML never uses anchors/aliases.
+        return True
 
 
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:

@@ -87,16 +87,7 @@ def istio_policy_objects(spec: Spec, source: str = "spec") -> dict[str, list[dic
                     out[p].append(vs)
             if runs_p:
                 out[p] += workload_security(spec, s)
-    return {c: [_fresh(o) for o in objs] for c, objs in out.items()}
-
-
-def _fresh(value: Any) -> Any:
-    """A copy sharing no dict or list (shared ones would become YAML anchors)."""
-    if isinstance(value, dict):
-        return {k: _fresh(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_fresh(v) for v in value]
-    return value
+    return dict(out)
 
 
 def check_istio_policy(spec: Spec) -> list[Problem]:
