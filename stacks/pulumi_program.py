@@ -53,11 +53,12 @@ class ProgramError(Exception):
 class MeshEnvironmentArgs:
     spec: Spec
     plan: MeshPlan
+    kubeconfigs: dict[str, str]   # cluster -> kubeconfig contents (see all_kubeconfigs)
     base_dir: Path = Path(".")
 
 
 def kubeconfig_contents(cluster: ClusterSpec, base_dir: Path,
-                        env: dict[str, str] | None = None) -> str:
+                        env: dict[str, str] | None = None, index: int | None = None) -> str:
     """The kubeconfig for a cluster's provider: inline, a file, or $KUBECONFIG.
 
     Passed explicitly: ``kubernetes.Provider`` would otherwise silently read
@@ -80,8 +81,27 @@ def kubeconfig_contents(cluster: ClusterSpec, base_dir: Path,
         if p.is_file():
             return p.read_text()
     where = ", ".join(str(p) for p in candidates)
-    raise ProgramError(f"cluster {cluster.name!r}: no kubeconfig found (looked at {where}); set "
-                       "meshboot:clusters[].kubeconfig to a path or (secure) contents")
+    key = f"meshboot:clusters[{'' if index is None else index}].kubeconfig"
+    raise ProgramError(f"{key}: cluster {cluster.name!r} has no kubeconfig (looked at {where}); "
+                       "set it to a path or to the (secure) contents")
+
+
+def all_kubeconfigs(spec: Spec, base_dir: Path) -> dict[str, str]:
+    """Every cluster's kubeconfig, or one ProgramError listing every cluster without one.
+
+    Checked before any resource is registered, so a missing file stops the run
+    before the engine has created anything.
+    """
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for i, c in enumerate(spec.clusters):
+        try:
+            found[c.name] = kubeconfig_contents(c, base_dir, index=i)
+        except ProgramError as err:
+            problems.append(str(err))
+    if problems:
+        raise ProgramError("\n".join(problems))
+    return found
 
 
 @dataclass
@@ -148,7 +168,7 @@ class MeshEnvironment(pulumi.ComponentResource):
                                             pulumi.ResourceOptions(parent=self))
             provider = k8s.Provider(
                 f"{cp.cluster}-k8s",
-                kubeconfig=pulumi.Output.secret(kubeconfig_contents(cspec, args.base_dir)),
+                kubeconfig=pulumi.Output.secret(args.kubeconfigs[cp.cluster]),
                 context=cspec.context,
                 opts=pulumi.ResourceOptions(parent=comp, additional_secret_outputs=["kubeconfig"]))
             self.clusters[cp.cluster] = _ClusterState(cspec, cp, comp, provider)
@@ -209,7 +229,7 @@ class MeshEnvironment(pulumi.ComponentResource):
                                             depends_on=st.done[ref.after_step]))
             cluster = ref.cluster
             self._gateway_addresses[cluster] = svc.status.apply(
-                lambda status: _ingress_address(cluster, status))
+                lambda status: _ingress_address(cluster, ref.spec_path, status))
         return self._gateway_addresses[ref.cluster]
 
     def _kubeconfig(self, ref: KubeconfigRef) -> pulumi.Output[str]:
@@ -293,15 +313,15 @@ def _field(obj: Any, snake: str, camel: str) -> Any:
     return getattr(obj, snake, None)
 
 
-def _ingress_address(cluster: str, status: Any) -> str:
+def _ingress_address(cluster: str, spec_path: str, status: Any) -> str:
     lb = _field(status, "load_balancer", "loadBalancer")
     for entry in _field(lb, "ingress", "ingress") or []:
         addr = _field(entry, "ip", "ip") or _field(entry, "hostname", "hostname")
         if addr:
             return str(addr)
-    raise ProgramError(f"cluster {cluster!r}: the east-west gateway Service has no load-balancer "
-                       "ingress yet; set meshboot:clusters[].eastWestGateway.address or give the "
-                       "cluster a load-balancer implementation (e.g. MetalLB on kind)")
+    raise ProgramError(f"{spec_path}: cluster {cluster!r}: the east-west gateway Service has no "
+                       "load-balancer ingress; set this address, or give the cluster a "
+                       "load-balancer implementation (e.g. MetalLB on kind)")
 
 
 def _token_kubeconfig(ref: KubeconfigRef, data: Any) -> str:
@@ -317,7 +337,8 @@ def _token_kubeconfig(ref: KubeconfigRef, data: Any) -> str:
 
 def build_environment(spec: Spec, plan: MeshPlan, base_dir: Path = Path(".")) -> MeshEnvironment:
     """Create every resource of the environment (call inside a Pulumi program)."""
-    env = MeshEnvironment(spec.mesh.id, MeshEnvironmentArgs(spec, plan, base_dir))
+    kubeconfigs = all_kubeconfigs(spec, base_dir)
+    env = MeshEnvironment(spec.mesh.id, MeshEnvironmentArgs(spec, plan, kubeconfigs, base_dir))
     pulumi.export("rootCertPem", env.pki.root.cert_pem)
     pulumi.export("clusters", [cp.cluster for cp in plan.clusters])
     return env

@@ -166,9 +166,12 @@ def config_from_spec(spec: dict[str, Any]) -> dict[str, str]:
 
 
 def run_program(spec: dict[str, Any], stack: str = "test", preview: bool = False,
-                secret_keys: list[str] | None = None) -> ProgramRun:
-    """Run ``__main__.py`` with ``spec`` as the stack config; return what it registered."""
-    run = ProgramRun()
+                secret_keys: list[str] | None = None, run: ProgramRun | None = None) -> ProgramRun:
+    """Run ``__main__.py`` with ``spec`` as the stack config; return what it registered.
+
+    Pass ``run`` to inspect what was registered even when the program fails.
+    """
+    run = run if run is not None else ProgramRun()
     mocks = EngineLikeMocks(run)
     psettings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="meshboot", stack=stack, preview=preview,
