@@ -31,7 +31,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +64,42 @@ class PkiStore:
         return cls(path, value.encode() if value else None)
 
     # ----------------------------------------------------------------- public API
-    def load_or_build(self, params: PkiParams, now: dt.datetime | None = None) -> MeshPKI:
-        """Load what exists, reuse what is still good, issue the rest, persist it."""
+    def load_or_build(
+        self,
+        params: PkiParams,
+        now: dt.datetime | None = None,
+        before_write: Callable[[MeshPKI], None] | None = None,
+    ) -> MeshPKI:
+        """Load what exists, reuse what is still good, issue the rest, persist it.
+
+        ``before_write`` sees the hierarchy before anything is persisted; if it
+        raises, nothing is written, and a store directory this call created is
+        removed again (so a refused render leaves no empty store behind).
+        """
         validate_params(params)
         for cluster in params.clusters:
             _check_cluster_name(cluster)
+        created = self._missing_dirs(self.path)
         self._ensure_dir(self.path)
+        try:
+            return self._load_or_build_locked(params, now, before_write)
+        except BaseException:
+            self._remove_if_pristine(created)
+            raise
+
+    def read_root(self) -> CA | None:
+        """The store's root CA (``None`` if the store has none); reads only, never writes."""
+        meta = self._read_meta()
+        if meta is None:
+            return None
+        return self._load_root(meta)
+
+    def _load_or_build_locked(
+        self,
+        params: PkiParams,
+        now: dt.datetime | None,
+        before_write: Callable[[MeshPKI], None] | None,
+    ) -> MeshPKI:
         with self._lock():
             meta = self._read_meta()
             existing_root: CA | None = None
@@ -92,6 +122,8 @@ class PkiStore:
                 pki = build(params, existing_root, existing, now)
             except ValueError as exc:
                 raise PkiStoreError(f"PKI store {self.path}: {exc}") from exc
+            if before_write is not None:
+                before_write(pki)
             self._persist(params, pki, meta, root_is_new=existing_root is None)
             return pki
 
@@ -274,6 +306,28 @@ class PkiStore:
                 tmp.unlink()
             raise
         _fsync_dir(path.parent)
+
+    @staticmethod
+    def _missing_dirs(path: Path) -> list[Path]:
+        """``path`` and its ancestors that do not exist yet, deepest first."""
+        missing = []
+        for p in (path, *path.parents):
+            if p.exists():
+                break
+            missing.append(p)
+        return missing
+
+    def _remove_if_pristine(self, created: list[Path]) -> None:
+        """Remove directories this call created, if they hold nothing but the lock."""
+        if not created:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / ".lock").unlink()
+        for directory in created:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
 
     def _dir(self, *parts: str) -> Path:
         return self.path.joinpath(*parts)

@@ -44,20 +44,47 @@ def _passphrase() -> bytes | None:
     return value.encode() if value else None
 
 
-def _load_pki(loaded: LoadedSpec, pki_dir: Path, shown_as: Path | None = None) -> Any:
+class _RootRefused(Exception):
+    """Raised inside the PKI store's ``before_write``: the render would replace the root."""
+
+
+def _load_pki(loaded: LoadedSpec, pki_dir: Path, shown_as: Path | None = None,
+              before_write: Any = None) -> Any:
     """The mesh PKI from the store (created or renewed as needed); exit 2 on mismatch."""
     from pki.store import PkiStore, PkiStoreError
     from stacks.common import pki_params
 
     try:
         return PkiStore(pki_dir, _passphrase()).load_or_build(
-            pki_params(loaded.spec, loaded.base_dir))
+            pki_params(loaded.spec, loaded.base_dir), before_write=before_write)
     except PkiStoreError as err:
         message = str(err) if shown_as is None else str(err).replace(str(pki_dir), str(shown_as))
         click.echo(f"error: PKI store: {message}", err=True)
+    except _RootRefused as err:
+        click.echo(f"error: {err}", err=True)
     except ValueError as err:  # e.g. an imported root that is not a usable CA
         click.echo(f"error: {loaded.source}: meshboot:pki.rootCa: {err}", err=True)
+    except OSError as err:
+        click.echo(f"error: PKI store {shown_as or pki_dir}: {err.strerror or err}", err=True)
     sys.exit(EXIT_SPEC)
+
+
+def _root_source(loaded: LoadedSpec, pki_dir: Path) -> str:
+    """Where this run's root comes from: imported, store or new."""
+    if loaded.spec.pki.root_ca is not None:
+        return "imported"
+    if (pki_dir / "meta.json").exists():
+        return "store"
+    return "new"
+
+
+def _describe_root(source: str, pki_dir: Path, loaded: LoadedSpec) -> str:
+    if source == "imported":
+        return f"imported from {loaded.source} (meshboot:pki.rootCa)"
+    if source == "store":
+        return f"from the PKI store {pki_dir}"
+    return (f"NEW, generated now into the PKI store {pki_dir}; keep it in the stack file "
+            f"with `meshboot pki init --config {loaded.source}`")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,15 +112,24 @@ def validate(config: Path) -> None:
 @cli.command()
 @click.option("--config", "config", required=True, type=click.Path(path_type=Path),
               help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
-@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
-              help="Output directory (default: out/<env>).")
+@click.option("--out", "out", type=str, default=None,
+              help="Output directory (default: out/<env>). Replaced only if it holds a "
+                   "previous meshboot render.")
+@click.option("--secrets-out", "secrets_out", type=str, default=None,
+              help="Write Secrets to DIR/<cluster>/<namespace>.<name>.yaml instead of "
+                   "<out>/<cluster>/secrets/, so the output tree can be committed.")
 @click.option("--pki-dir", "pki_dir", type=click.Path(path_type=Path), default=None,
               help="Local PKI store (default: .meshboot/<env>/pki next to the stack file). "
                    "Keys are encrypted when MESHBOOT_PKI_PASSPHRASE is set.")
-def render(config: Path, out: Path | None, pki_dir: Path | None) -> None:
+@click.option("--new-root", "new_root", is_flag=True, default=False,
+              help="Accept a root CA different from the one of the render in --out "
+                   "(deliberate root replacement).")
+def render(config: Path, out: str | None, secrets_out: str | None, pki_dir: Path | None,
+           new_root: bool) -> None:
     """Write every Kubernetes object of every cluster as YAML, no cluster needed."""
     from stacks.build import build_plan
-    from stacks.render import check_renderable, render_plan
+    from stacks.output import OutputError, check_pair, check_target
+    from stacks.render import check_renderable
 
     loaded = _load(config)
     try:
@@ -103,14 +139,87 @@ def render(config: Path, out: Path | None, pki_dir: Path | None) -> None:
             raise SpecError(loaded.source, problems)
     except SpecError as err:
         _fail_spec(err)
-    out = out if out is not None else Path("out") / loaded.env
+    out_raw = out if out is not None else str(Path("out") / loaded.env)
     pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
-    mesh_pki = _load_pki(loaded, pki_dir)
-    summary = render_plan(plan, mesh_pki, out, loaded.source)
+    refusals = check_target(out_raw, option="--out", stack_file=config, pki_dir=pki_dir)
+    if secrets_out is not None:
+        refusals += check_target(secrets_out, option="--secrets-out", stack_file=config,
+                                 pki_dir=pki_dir)
+        if not refusals:
+            refusals += check_pair(Path(out_raw), Path(secrets_out))
+    if refusals:
+        for line in refusals:
+            click.echo(f"error: {line}", err=True)
+        click.echo("nothing was written", err=True)
+        sys.exit(EXIT_SPEC)
+    try:
+        _render(loaded, plan, Path(out_raw), Path(secrets_out) if secrets_out else None,
+                pki_dir, new_root)
+    except OutputError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_SPEC)
+
+
+def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
+            pki_dir: Path, new_root: bool) -> None:
+    """Lock and check the outputs, then touch the PKI store, then write and swap."""
+    import contextlib
+
+    from pki.ca import fingerprint
+    from stacks.output import OutputTree
+    from stacks.render import render_outputs
+
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(OutputTree(out))
+        secrets_tree = stack.enter_context(OutputTree(secrets_out)) if secrets_out else None
+        previous = set(tree.previous.roots)
+        if secrets_tree is not None:
+            previous |= secrets_tree.previous.roots
+        source = _root_source(loaded, pki_dir)
+
+        def guard(mesh_pki: Any) -> None:
+            fp = fingerprint(mesh_pki.root.cert)
+            if previous and fp not in previous and not new_root:
+                where = ", ".join(sorted(previous))
+                raise _RootRefused(
+                    f"{out} holds a render whose root CA is SHA-256 {where}, but this render "
+                    f"would use root SHA-256 {fp} ({_describe_root(source, pki_dir, loaded)}). "
+                    "Clusters deployed from the old render would stop trusting the new one. "
+                    "Restore the old root (its PKI store via --pki-dir, or "
+                    "`meshboot pki init --from-store DIR`), or pass --new-root to replace it "
+                    "deliberately. Nothing was written.")
+
+        mesh_pki = _load_pki(loaded, pki_dir, before_write=guard)
+        root_fp = fingerprint(mesh_pki.root.cert)
+        summary = render_outputs(plan, mesh_pki, loaded.source, tree, secrets_tree, {
+            "generator": "meshboot",
+            "version": _version(),
+            "source": loaded.source,
+            "environment": loaded.env,
+            "root_fingerprint": root_fp,
+        })
+        warnings = tree.warnings + (secrets_tree.warnings if secrets_tree else [])
     click.echo(summary.text())
+    for line in warnings:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(f"root CA: SHA-256 {root_fp}, {_describe_root(source, pki_dir, loaded)}")
+    if previous and root_fp not in previous:
+        click.echo(f"root CA REPLACED (--new-root): the previous render used {', '.join(sorted(previous))}")
     click.echo(f"PKI store: {pki_dir} ({'encrypted keys' if _passphrase() else 'keys unencrypted'})")
     if mesh_pki.reissued:
-        click.echo(f"issued intermediate CAs for: {', '.join(mesh_pki.reissued)}")
+        fresh = source != "store" and set(mesh_pki.reissued) == set(loaded.spec.cluster_names)
+        why = (" (new PKI store on this machine; the root is unchanged)"
+               if fresh and source == "imported" else "")
+        click.echo(f"issued intermediate CAs for: {', '.join(mesh_pki.reissued)}{why}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meshboot")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 @cli.command()
@@ -157,6 +266,101 @@ def preflight(config: Path, pki_dir: Path | None) -> None:
             click.echo(f"{cluster}: [{mark}] {check.name}{detail}")
             failed = failed or check.failed
     sys.exit(1 if failed else 0)
+
+
+@cli.group()
+def pki() -> None:
+    """The mesh's root CA: keep it in the stack file so any machine renders the same mesh."""
+
+
+@pki.command("init")
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path),
+              help="Pulumi stack file (Pulumi.<env>.yaml) to hold the root CA.")
+@click.option("--from-store", "from_store", type=click.Path(path_type=Path), default=None,
+              help="Take the root from this PKI store (e.g. .meshboot/<env>/pki), so a "
+                   "running mesh keeps its identity. Default: the environment's store if it "
+                   "has a root, else a new root.")
+@click.option("--force", is_flag=True, default=False,
+              help="Replace a root the stack file already has.")
+def pki_init(config: Path, from_store: Path | None, force: bool) -> None:
+    """Put the root CA into the stack file as meshboot:pki.rootCa.
+
+    The certificate is written in clear, the private key as a Pulumi `secure:`
+    value encrypted with the stack's passphrase (PULUMI_CONFIG_PASSPHRASE), as
+    `pulumi config set --path --secret` writes it. Afterwards the stack file
+    plus its passphrase is the mesh's whole identity: `render` and `pulumi up`
+    on any machine use this root.
+    """
+    import dataclasses
+
+    import yaml
+
+    from clusters.stackfile import (
+        StackFileError,
+        existing_root_ca,
+        replace_file,
+        stack_crypter,
+        with_root_ca,
+    )
+    from pki.ca import CA, fingerprint
+    from pki.store import PkiStore, PkiStoreError
+    from stacks.common import pki_params
+
+    loaded = _load(config)
+    text = config.read_text()
+    doc = yaml.safe_load(text) or {}
+    if existing_root_ca(doc) is not None and not force:
+        click.echo(f"error: {loaded.source}: meshboot:pki.rootCa is already set; the stack file "
+                   "already holds the mesh's root. Use --force to replace it (this replaces "
+                   "the mesh's identity).", err=True)
+        sys.exit(EXIT_SPEC)
+    try:
+        crypter, salt_line = stack_crypter(doc, dict(os.environ))
+    except StackFileError as err:
+        click.echo(f"error: {loaded.source}: {err}", err=True)
+        sys.exit(EXIT_SPEC)
+    params = pki_params(loaded.spec, loaded.base_dir)
+    params = dataclasses.replace(params, imported_root=None)
+    store_dir = from_store
+    if store_dir is None and (default_pki_dir(loaded) / "meta.json").exists():
+        store_dir = default_pki_dir(loaded)
+    if store_dir is not None:
+        store = PkiStore(store_dir, _passphrase())
+        if not (store_dir / "meta.json").exists():
+            click.echo(f"error: --from-store {store_dir}: no PKI store there (no meta.json)",
+                       err=True)
+            sys.exit(EXIT_SPEC)
+        try:
+            differences = store.check(params)
+            if differences:
+                raise PkiStoreError("; ".join(differences))
+            root = store.read_root()
+        except PkiStoreError as err:
+            click.echo(f"error: PKI store {store_dir}: {err}", err=True)
+            sys.exit(EXIT_SPEC)
+        assert root is not None
+        origin = f"taken from the PKI store {store_dir}"
+    else:
+        root = CA.create_root(profile=params.profile, key_algorithm=params.key_algorithm,
+                              validity_days=params.root_validity_days,
+                              trust_domain=params.trust_domain)
+        origin = "generated now (new mesh identity)"
+    try:
+        edit = with_root_ca(text, doc, root.cert_pem, root.key_pem, crypter, salt_line)
+        replace_file(config, edit.text)
+    except StackFileError as err:
+        click.echo(f"error: {loaded.source}: {err}", err=True)
+        sys.exit(EXIT_SPEC)
+    except OSError as err:
+        click.echo(f"error: {loaded.source}: cannot write: {err.strerror or err}", err=True)
+        sys.exit(EXIT_SPEC)
+    click.echo(f"{loaded.source}: meshboot:pki.rootCa set: root CA SHA-256 {fingerprint(root.cert)}, "
+               f"{origin}; private key stored as a secure value")
+    if edit.salt_created:
+        click.echo(f"{loaded.source}: added encryptionsalt (passphrase secrets provider, as "
+                   "`pulumi stack init --secrets-provider passphrase` does)")
+    click.echo("Back up the stack file and PULUMI_CONFIG_PASSPHRASE: together they are the "
+               "mesh's identity. Any machine with both renders and deploys the same root.")
 
 
 from scripts.routes import routes  # noqa: E402, I001

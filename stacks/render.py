@@ -8,17 +8,16 @@ Layout of ``<out>/<cluster>/``:
 - ``secrets/<namespace>.<name>.yaml``: one Secret per file, mode 0600, in a
   0700 directory.
 
+With ``--secrets-out DIR`` the Secrets go to ``DIR/<cluster>/<namespace>.<name>.yaml``
+instead, so the output tree holds nothing that must not be committed.
+
 Objects only ``pulumi up`` can create (cross-cluster credentials) are listed
-in the summary, never written with a fake token. The whole tree is built in
-a temporary directory next to ``out`` and swapped in with renames, so a
-failed render leaves the previous output untouched.
+in the summary, never written with a fake token. How the tree reaches the
+disk (marker, refusals, lock, atomic swap) is :mod:`stacks.output`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import yaml
 
 from clusters.errors import Problem, SpecError
+from stacks.output import OutputFile, OutputTree
 from stacks.plan import (
     GatewayAddressRef,
     HelmRelease,
@@ -70,6 +70,7 @@ class _Deferred(Exception):
 @dataclass
 class RenderSummary:
     out_dir: Path
+    secrets_dir: Path | None = None   # --secrets-out
     objects: dict[str, int] = field(default_factory=dict)          # cluster -> count
     secrets: dict[str, list[str]] = field(default_factory=dict)    # cluster -> files
     deferred: dict[str, list[str]] = field(default_factory=dict)   # cluster -> descriptions
@@ -80,8 +81,10 @@ class RenderSummary:
                  f"{len(self.objects)} clusters into {self.out_dir}"]
         for cluster, n in self.objects.items():
             secrets = self.secrets.get(cluster, [])
+            where = (self.secrets_dir / cluster if self.secrets_dir is not None
+                     else self.out_dir / cluster / "secrets")
             lines.append(f"  {cluster}: {n} objects, {len(secrets)} secrets in "
-                         f"{self.out_dir / cluster / 'secrets'} (mode 0600)")
+                         f"{where} (mode 0600)")
         deferred = [(c, d) for c, ds in self.deferred.items() for d in ds]
         if deferred:
             lines.append("created by `pulumi up` only (they need tokens of live clusters):")
@@ -221,43 +224,36 @@ def flux_helm_release(rel: HelmRelease, step: Step, steps: list[Step],
     }
 
 
-def write_tree(files: dict[str, tuple[str, bool]], out_dir: Path) -> None:
-    """Write all files into a temp dir, then swap it in place of ``out_dir``."""
-    out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        for rel, (content, secret) in sorted(files.items()):
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if secret:
-                os.chmod(path.parent, 0o700)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            else:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(content)
-        os.chmod(tmp, 0o755)
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def split_outputs(files: dict[str, tuple[str, bool]], secrets_apart: bool
+                  ) -> tuple[dict[str, OutputFile], dict[str, OutputFile]]:
+    """(main tree, secrets tree): ``<c>/secrets/<ns>.<name>.yaml`` -> ``<c>/<ns>.<name>.yaml``."""
+    main: dict[str, OutputFile] = {}
+    secrets: dict[str, OutputFile] = {}
+    for rel, (content, secret) in files.items():
+        f = OutputFile(content.encode(), secret)
+        if secret and secrets_apart:
+            cluster, _, name = rel.partition("/secrets/")
+            secrets[f"{cluster}/{name}"] = f
+        else:
+            main[rel] = f
+    return main, secrets
 
 
-def render_plan(plan: MeshPlan, mesh_pki: Any, out_dir: Path, source: str) -> RenderSummary:
-    """Check, build in memory, then write atomically."""
+def render_outputs(plan: MeshPlan, mesh_pki: Any, source: str, tree: OutputTree,
+                   secrets_tree: OutputTree | None, marker: dict[str, Any]) -> RenderSummary:
+    """Check, build in memory, then swap in the new tree(s) (see :mod:`stacks.output`)."""
     problems = check_renderable(plan)
     if problems:
         raise SpecError(source, problems)
-    summary = RenderSummary(out_dir=out_dir)
+    summary = RenderSummary(out_dir=tree.shown, secrets_dir=secrets_tree.shown
+                            if secrets_tree else None)
     files = render_files(plan, PkiResolver(mesh_pki), summary)
-    write_tree(files, out_dir)
+    main, secrets = split_outputs(files, secrets_tree is not None)
+    if secrets_tree is not None:
+        secrets_tree.commit(secrets, {**marker, "secrets": "this tree"})
+        main_marker = {**marker, "secrets": str(secrets_tree.shown)}
+    else:
+        main_marker = {**marker, "secrets": "<cluster>/secrets"}
+    tree.commit(main, main_marker)
     summary.notes.extend(plan.notes)
     return summary
-
