@@ -213,6 +213,28 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
         click.echo(f"issued intermediate CAs for: {', '.join(mesh_pki.reissued)}{why}")
 
 
+def _root_from_state(path: Path, loaded: LoadedSpec, params: Any) -> Any:
+    """The deployed root from `pulumi stack export` output; exit 2 if unusable."""
+    import dataclasses
+    import json
+
+    from clusters.pulumi_state import StateError, root_from_export
+    from pki.hierarchy import resolve_root
+
+    try:
+        raw = sys.stdin.read() if str(path) == "-" else path.read_text()
+        cert_pem, key_pem = root_from_export(json.loads(raw), loaded.spec.mesh.id,
+                                             dict(os.environ))
+        return resolve_root(dataclasses.replace(params, imported_root=(cert_pem, key_pem)), None)
+    except OSError as err:
+        click.echo(f"error: --from-state {path}: {err.strerror or err}", err=True)
+    except json.JSONDecodeError as err:
+        click.echo(f"error: --from-state {path}: not JSON ({err})", err=True)
+    except (StateError, ValueError) as err:
+        click.echo(f"error: --from-state {path}: {err}", err=True)
+    sys.exit(EXIT_SPEC)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -280,9 +302,13 @@ def pki() -> None:
               help="Take the root from this PKI store (e.g. .meshboot/<env>/pki), so a "
                    "running mesh keeps its identity. Default: the environment's store if it "
                    "has a root, else a new root.")
+@click.option("--from-state", "from_state", type=click.Path(path_type=Path), default=None,
+              help="Take the root from `pulumi stack export` output (a file, or - for stdin): "
+                   "for a mesh deployed with `pulumi up`, whose root lives in Pulumi state.")
 @click.option("--force", is_flag=True, default=False,
               help="Replace a root the stack file already has.")
-def pki_init(config: Path, from_store: Path | None, force: bool) -> None:
+def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
+             force: bool) -> None:
     """Put the root CA into the stack file as meshboot:pki.rootCa.
 
     The certificate is written in clear, the private key as a Pulumi `secure:`
@@ -307,6 +333,9 @@ def pki_init(config: Path, from_store: Path | None, force: bool) -> None:
     from stacks.common import pki_params
 
     loaded = _load(config)
+    if from_store is not None and from_state is not None:
+        click.echo("error: give --from-store or --from-state, not both", err=True)
+        sys.exit(EXIT_SPEC)
     text = config.read_text()
     doc = yaml.safe_load(text) or {}
     if existing_root_ca(doc) is not None and not force:
@@ -322,9 +351,12 @@ def pki_init(config: Path, from_store: Path | None, force: bool) -> None:
     params = pki_params(loaded.spec, loaded.base_dir)
     params = dataclasses.replace(params, imported_root=None)
     store_dir = from_store
-    if store_dir is None and (default_pki_dir(loaded) / "meta.json").exists():
+    if store_dir is None and from_state is None and (default_pki_dir(loaded) / "meta.json").exists():
         store_dir = default_pki_dir(loaded)
-    if store_dir is not None:
+    if from_state is not None:
+        root = _root_from_state(from_state, loaded, params)
+        origin = f"taken from the Pulumi state export {from_state}"
+    elif store_dir is not None:
         store = PkiStore(store_dir, _passphrase())
         if not (store_dir / "meta.json").exists():
             click.echo(f"error: --from-store {store_dir}: no PKI store there (no meta.json)",

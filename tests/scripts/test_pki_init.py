@@ -10,6 +10,7 @@ meshboot's crypter, so a wrong format in meshboot fails here.
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,63 @@ def test_pulumi_up_uses_the_root_from_the_stack_file(tmp_path: Path) -> None:
     assert fp(x509.load_pem_x509_certificate(data["root-cert.pem"].encode())) == fp(cert)
     assert render(config, tmp_path / "out", tmp_path / "pki").exit_code == 0
     assert fp(cacerts_root(tmp_path / "out")) == fp(cert)
+
+
+def pulumi_encrypt(salt_line: str, passphrase: str, plaintext: str) -> str:
+    salt = base64.b64decode(salt_line.split(":")[1])
+    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt,
+                     iterations=1_000_000).derive(passphrase.encode())
+    nonce = b"\x01" * 12
+    sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), None)
+    return f"v1:{base64.b64encode(nonce).decode()}:{base64.b64encode(sealed).decode()}"
+
+
+def stack_export(root_outputs: dict[str, Any], salt_line: str, show_secrets: bool) -> dict:
+    """A `pulumi stack export` document (pulumi/pulumi developer-docs deployment-schema.md)."""
+    sig = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270"}
+    outputs = dict(root_outputs)
+    payload = json.dumps(outputs["key_pem"])  # secrets hold the JSON encoding of the value
+    outputs["key_pem"] = {**sig, "plaintext": payload} if show_secrets else \
+        {**sig, "ciphertext": pulumi_encrypt(salt_line, PASS, payload)}
+    urn = ("urn:pulumi:prod::meshboot::meshboot:index:MeshEnvironment$meshboot:index:MeshPki"
+           "$pulumi-python:dynamic/meshboot:RootCA::mesh1-pki-root")
+    return {"version": 3, "deployment": {
+        "manifest": {"time": "2026-11-01T00:00:00Z", "magic": "", "version": "v3.200.0"},
+        "secrets_providers": {"type": "passphrase", "state": {"salt": salt_line}},
+        "resources": [
+            {"urn": "urn:pulumi:prod::meshboot::pulumi:pulumi:Stack::meshboot-prod",
+             "type": "pulumi:pulumi:Stack", "custom": False},
+            {"urn": urn, "type": "pulumi-python:dynamic/meshboot:RootCA", "custom": True,
+             "id": "abc", "outputs": outputs},
+        ]}}
+
+
+@pytest.mark.parametrize("show_secrets", [False, True])
+def test_from_state_keeps_the_root_pulumi_deployed(tmp_path: Path, show_secrets: bool) -> None:
+    run = run_program(with_fake_kubeconfigs(base_spec()))
+    deployed = unwrap_secrets(run.named("mesh1-pki-root").outputs)
+    config = write_stack(tmp_path, base_spec())
+    # The stack already has a passphrase salt (pulumi up created it).
+    salt_line = "v1:" + base64.b64encode(b"saltsalt").decode() + ":" + \
+        pulumi_encrypt("v1:" + base64.b64encode(b"saltsalt").decode() + ":x", PASS, "pulumi")
+    doc = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({"encryptionsalt": salt_line, **doc}, sort_keys=False))
+    export = tmp_path / "state.json"
+    export.write_text(json.dumps(stack_export(deployed, salt_line, show_secrets)))
+    result = invoke("pki", "init", "--config", str(config), "--from-state", str(export))
+    assert result.exit_code == 0, result.output
+    cert, key_pem = stack_root(config)
+    assert fp(cert) == fp(x509.load_pem_x509_certificate(deployed["cert_pem"].encode()))
+    assert key_pem == deployed["key_pem"]
+    assert render(config, tmp_path / "out", tmp_path / "pki").exit_code == 0
+    assert fp(cacerts_root(tmp_path / "out")) == fp(cert)
+
+
+def test_from_state_without_a_root_is_refused(tmp_path: Path) -> None:
+    config = write_stack(tmp_path, base_spec())
+    text = config.read_text()
+    export = tmp_path / "state.json"
+    export.write_text(json.dumps({"version": 3, "deployment": {"resources": []}}))
+    result = invoke("pki", "init", "--config", str(config), "--from-state", str(export))
+    assert result.exit_code == 2 and "mesh1-pki-root" in result.output
+    assert config.read_text() == text
