@@ -33,7 +33,8 @@ from .ca import CA, certs_from_pem, fingerprint, utcnow
 from .hierarchy import PkiParams, intermediate_inputs, needs_reissue, resolve_root
 from .keys import KeyAlgorithm
 
-__all__ = ["IntermediateCA", "IntermediateCAProvider", "RootCA", "RootCAProvider"]
+__all__ = ["IntermediateCA", "IntermediateCAProvider", "RootCA", "RootCAProvider",
+           "RootReplacementRefused"]
 
 _CERT_OUTPUTS = ("cert_pem", "key_pem", "chain_pem", "not_after", "fingerprint")
 
@@ -116,8 +117,38 @@ def _root_subject_inputs(props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class RootReplacementRefused(Exception):
+    """An update would give the mesh another root and ``allow_new_root`` was not set."""
+
+
+def _refuse_silent_root_change(olds: dict[str, Any], news: dict[str, Any]) -> None:
+    """Raise if ``news`` would replace the root held in state and nobody asked for it.
+
+    A new root breaks trust with every workload certificate issued under the
+    old one, so (like ``meshboot render --new-root``) it needs
+    ``MESHBOOT_NEW_ROOT=1``. Importing the very root state holds (``meshboot pki
+    init --from-state``) is not a replacement.
+    """
+    old_fp = olds.get("fingerprint")
+    if not old_fp or news.get("allow_new_root"):
+        return
+    wanted = _root_subject_inputs(news)
+    if olds.get("subject_inputs") == wanted:
+        return
+    imported = wanted.get("imported_fingerprint") or None
+    if imported == old_fp:
+        return
+    became = f"root {imported}" if imported else "a newly generated root"
+    raise RootReplacementRefused(
+        f"this update would replace the mesh's root CA {old_fp} with {became} (subject "
+        f"inputs {olds.get('subject_inputs')} -> {wanted}); clusters would stop trusting "
+        "each other's workloads. Revert the change, take the deployed root into the stack "
+        "file (`pulumi stack export | meshboot pki init --from-state - --config ...`), or set "
+        "MESHBOOT_NEW_ROOT=1 to replace it deliberately.")
+
+
 class RootCAProvider(dyn.ResourceProvider):
-    """The mesh root / trust anchor. Generated once; only subject inputs change it."""
+    """The mesh root / trust anchor. Generated once; replaced only when asked to."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
         news = _plain(news)
@@ -142,12 +173,14 @@ class RootCAProvider(dyn.ResourceProvider):
         olds, news = _plain(olds), _plain(news)
         if any(_is_unknown(v) for k, v in news.items() if not k.startswith("__")):
             return dyn.DiffResult(changes=True, replaces=[])
+        _refuse_silent_root_change(olds, news)
         changed = olds.get("subject_inputs") != _root_subject_inputs(news)
         missing = any(not olds.get(k) for k in _CERT_OUTPUTS)
         return dyn.DiffResult(changes=changed or missing, replaces=[], stables=[])
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         olds, news = _plain(olds), _plain(news)
+        _refuse_silent_root_change(olds, news)
         changed = olds.get("subject_inputs") != _root_subject_inputs(news)
         if changed or any(not olds.get(k) for k in _CERT_OUTPUTS):
             root = resolve_root(_root_params(news), None, _now())
@@ -301,9 +334,11 @@ class RootCA(dyn.Resource, module="meshboot", name="RootCA"):
         validity_days: pulumi.Input[int],
         imported_cert_pem: pulumi.Input[str] | None = None,
         imported_key_pem: pulumi.Input[str] | None = None,
+        allow_new_root: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
+            "allow_new_root": allow_new_root,
             "profile": profile,
             "mesh_id": mesh_id,
             "trust_domain": trust_domain,

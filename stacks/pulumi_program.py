@@ -129,6 +129,8 @@ class MeshPki(pulumi.ComponentResource):
             validity_days=params.root_validity_days,
             imported_cert_pem=imported[0] if imported else None,
             imported_key_pem=pulumi.Output.secret(imported[1]) if imported else None,
+            # The Pulumi twin of `meshboot render --new-root`: a one-shot intent, not config.
+            allow_new_root=os.environ.get("MESHBOOT_NEW_ROOT") == "1",
             opts=child)
         self.intermediates: dict[str, IntermediateCA] = {}
         for c in params.clusters:

@@ -66,11 +66,39 @@ def test_root_diff_and_update_keep_root(root_outs: dict[str, Any]) -> None:
     assert outs is not None
     assert outs["cert_pem"] == root_outs["cert_pem"] and outs["key_pem"] == root_outs["key_pem"]
     assert outs["validity_days"] == 7300
-    rsa = {**ROOT_INPUTS, "key_algorithm": "rsa-2048"}
+    rsa = {**ROOT_INPUTS, "key_algorithm": "rsa-2048", "allow_new_root": True}
     d = p.diff("id", olds, rsa)
     assert d.changes and not d.replaces
     new = p.update("id", olds, rsa).outs
     assert new is not None and new["cert_pem"] != root_outs["cert_pem"]
+
+
+@pytest.mark.parametrize("change", ["key algorithm", "another imported root"])
+def test_root_is_never_replaced_unless_asked(root_outs: dict[str, Any], change: str) -> None:
+    p = RootCAProvider()
+    olds = state_after_engine(root_outs)
+    other = CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=3650)
+    news = ({**ROOT_INPUTS, "key_algorithm": "rsa-2048"} if change == "key algorithm" else
+            {**ROOT_INPUTS, "imported_cert_pem": other.cert_pem,
+             "imported_key_pem": other.key_pem})
+    with pytest.raises(provider_mod.RootReplacementRefused, match="MESHBOOT_NEW_ROOT=1") as info:
+        p.diff("id", olds, news)  # preview already fails
+    assert root_outs["fingerprint"] in str(info.value)
+    with pytest.raises(provider_mod.RootReplacementRefused):
+        p.update("id", olds, news)
+    asked = p.update("id", olds, {**news, "allow_new_root": True}).outs
+    assert asked is not None and asked["fingerprint"] != root_outs["fingerprint"]
+
+
+def test_importing_the_deployed_root_is_not_a_replacement(root_outs: dict[str, Any]) -> None:
+    """`pki init --from-state` puts state's own root into the stack file: no refusal."""
+    p = RootCAProvider()
+    olds = state_after_engine(root_outs)
+    news = {**ROOT_INPUTS, "imported_cert_pem": root_outs["cert_pem"],
+            "imported_key_pem": root_outs["key_pem"]}
+    assert p.diff("id", olds, news).changes  # the inputs changed...
+    outs = p.update("id", olds, news).outs
+    assert outs is not None and outs["cert_pem"] == root_outs["cert_pem"]  # ...the root did not
 
 
 def test_root_import() -> None:
@@ -189,4 +217,4 @@ def test_module_imports_without_engine() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "4"
+    assert res.stdout.strip() == "5"
