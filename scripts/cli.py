@@ -14,6 +14,7 @@ import click
 
 from clusters.errors import SpecError
 from clusters.loader import LoadedSpec, load_stack_file
+from stacks.version import VERSION
 
 EXIT_SPEC = 2
 
@@ -61,6 +62,7 @@ def _load_pki(loaded: LoadedSpec, pki_dir: Path, shown_as: Path | None = None) -
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", prog_name="meshboot", message="%(prog)s %(version)s")
 def cli() -> None:
     """Bootstrap a multi-cluster Istio or Linkerd mesh from one environment spec."""
 
@@ -71,15 +73,16 @@ def cli() -> None:
 def validate(config: Path) -> None:
     """Validate the spec and the plan built from it; write nothing."""
     from stacks.build import build_plan
+    from stacks.object_count import count_objects, total
 
     loaded = _load(config)
     try:
         plan = build_plan(loaded.spec, source=loaded.source)
     except SpecError as err:
         _fail_spec(err)
-    objects = sum(len(s.objects) + (1 if s.release else 0) for c in plan.clusters for s in c.steps)
-    click.echo(f"{loaded.source}: valid ({plan.provider}, {len(plan.clusters)} clusters, "
-               f"{objects} planned objects)")
+    count = total(count_objects(plan))
+    click.echo(f"{loaded.source}: valid ({plan.provider}, {len(plan.clusters)} clusters): "
+               f"{count.text()}")
 
 
 @cli.command()

@@ -42,6 +42,7 @@ from stacks.common import (
     service_account_token_secret,
     service_ports,
 )
+from stacks.labels import MANAGED
 from stacks.linkerd.policy import namespace_annotations, service_annotations
 from stacks.plan import (
     ClusterPlan,
@@ -60,7 +61,6 @@ GATEWAY = "linkerd-gateway"
 REMOTE_ACCESS_SA = "linkerd-service-mirror-remote-access-default"
 # linkerd check warns while an anchor or issuer is valid for less than this.
 MIN_VALIDITY_DAYS = 60
-MANAGED = {"app.kubernetes.io/managed-by": "meshboot"}
 
 EXPORT_LABEL = "mirror.linkerd.io/exported"
 FEDERATED_LABEL = "mirror.linkerd.io/federated"
