@@ -92,8 +92,8 @@ class RenderSummary:
     notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
-        lines = [f"rendered {sum(self.objects.values())} objects (plan objects, Secrets, Flux "
-                 f"HelmReleases and HelmRepositories) for {len(self.objects)} clusters into "
+        lines = [f"rendered {sum(self.objects.values())} objects (Secrets, Flux HelmReleases "
+                 f"and HelmRepositories included) for {len(self.objects)} clusters into "
                  f"{self.out_dir}"]
         for cluster, n in self.objects.items():
             secrets = self.secrets.get(cluster, [])

@@ -414,7 +414,8 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
         ns_annotations = {"linkerd.io/inject": "enabled", **namespace_annotations(spec)}
         objs += [namespace(ns, annotations=ns_annotations)
                  for ns in sorted({s.namespace for s in spec.services if c.name in s.clusters})
-                 if ns not in BUILTIN_NAMESPACES and ns not in (LINKERD_NS, MC_NS)]
+                 if ns not in BUILTIN_NAMESPACES and ns != LINKERD_NS
+                 and not (multi and ns == MC_NS)]
         cp.add(Step("namespaces", objects=tuple(objs)))
         cp.add(Step("identity-issuer", after=("namespaces",),
                     objects=(issuer_secret(c.name), trust_roots_configmap())))

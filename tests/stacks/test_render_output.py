@@ -101,6 +101,13 @@ def linkerd_one_cluster() -> dict[str, Any]:
     return spec
 
 
+def linkerd_one_cluster_service_in_multicluster_namespace() -> dict[str, Any]:
+    """One cluster has no multicluster extension, so meshboot must create that namespace."""
+    spec = linkerd_one_cluster()
+    spec["services"][0]["namespace"] = "linkerd-multicluster"
+    return spec
+
+
 EXAMPLES = {"dev": REPO / "Pulumi.dev.yaml", "linkerd": REPO / "examples" / "Pulumi.linkerd.yaml"}
 SPECS: dict[str, Callable[[], dict[str, Any]]] = {
     "istio-policy": istio_policy,
@@ -110,6 +117,7 @@ SPECS: dict[str, Callable[[], dict[str, Any]]] = {
     "linkerd-policy": linkerd_policy,
     "linkerd-flat": linkerd_flat_no_services,
     "linkerd-single": linkerd_one_cluster,
+    "linkerd-single-mc-ns": linkerd_one_cluster_service_in_multicluster_namespace,
 }
 ENVS = sorted(EXAMPLES) + sorted(SPECS)
 
