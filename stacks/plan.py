@@ -199,7 +199,18 @@ def is_secret(obj: dict[str, Any]) -> bool:
 
 def is_deferred(obj: dict[str, Any]) -> bool:
     """Objects only ``pulumi up`` can create (they need another cluster's token)."""
-    return any(isinstance(r, KubeconfigRef) for r in walk_refs(obj))
+    # Iterative: render and both object counts call this on every object.
+    stack: list[Any] = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            stack.extend(value.values())
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+        elif kind is KubeconfigRef:
+            return True
+    return False
 
 
 def kubeconfig_yaml(cluster: str, server: str, ca_pem: str, token: str, user: str) -> str:
