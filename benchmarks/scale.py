@@ -79,7 +79,7 @@ def measure(spec_dict: dict[str, Any], repeat: int) -> dict[str, float]:
     for _ in range(repeat):
         t0 = time.perf_counter()
         plan = build_plan(spec, "bench")
-        files = render_files(plan, resolver, RenderSummary(out_dir=Path("bench")))
+        files = render_files(plan, resolver, RenderSummary(out_dir=Path("bench")), "bench")
         render_times.append(time.perf_counter() - t0)
         objects = sum(text.count("\n---") + text.startswith("---") for text, _ in files.values())
         # The floor: the same objects, already built, dumped with the C dumper.

@@ -14,6 +14,7 @@ import click
 
 from clusters.errors import SpecError
 from clusters.loader import LoadedSpec, load_stack_file
+from stacks.version import VERSION
 
 EXIT_SPEC = 2
 
@@ -88,6 +89,7 @@ def _describe_root(source: str, pki_dir: Path, loaded: LoadedSpec) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, "--version", prog_name="meshboot", message="%(prog)s %(version)s")
 def cli() -> None:
     """Bootstrap a multi-cluster Istio or Linkerd mesh from one environment spec."""
 
@@ -98,15 +100,16 @@ def cli() -> None:
 def validate(config: Path) -> None:
     """Validate the spec and the plan built from it; write nothing."""
     from stacks.build import build_plan
+    from stacks.object_count import count_objects, total
 
     loaded = _load(config)
     try:
         plan = build_plan(loaded.spec, source=loaded.source)
     except SpecError as err:
         _fail_spec(err)
-    objects = sum(len(s.objects) + (1 if s.release else 0) for c in plan.clusters for s in c.steps)
-    click.echo(f"{loaded.source}: valid ({plan.provider}, {len(plan.clusters)} clusters, "
-               f"{objects} planned objects)")
+    count = total(count_objects(plan))
+    click.echo(f"{loaded.source}: valid ({plan.provider}, {len(plan.clusters)} clusters): "
+               f"{count.text()}")
 
 
 @cli.command()
@@ -168,6 +171,7 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
     from pki.ca import fingerprint
     from stacks.output import OutputTree
     from stacks.render import render_outputs
+    from stacks.version import VERSION
 
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(OutputTree(out))
@@ -193,7 +197,7 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
         root_fp = fingerprint(mesh_pki.root.cert)
         summary = render_outputs(plan, mesh_pki, loaded.source, tree, secrets_tree, {
             "generator": "meshboot",
-            "version": _version(),
+            "version": VERSION,
             "source": loaded.source,
             "environment": loaded.env,
             "root_fingerprint": root_fp,
@@ -233,15 +237,6 @@ def _root_from_state(path: Path, loaded: LoadedSpec, params: Any) -> Any:
     except (StateError, ValueError) as err:
         click.echo(f"error: --from-state {path}: {err}", err=True)
     sys.exit(EXIT_SPEC)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("meshboot")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 @cli.command()

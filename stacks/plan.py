@@ -15,14 +15,18 @@ are *references* inside the objects; each adapter resolves them its own way:
   the cluster does); render lists such objects instead of writing them.
 
 Steps run in order inside a cluster; ``after`` names the steps a step waits
-for (Pulumi ``depends_on``, Flux ``dependsOn``).
+for (Pulumi ``depends_on``, Flux ``dependsOn``). Every object of a step is
+labelled ``app.kubernetes.io/managed-by: meshboot`` when the step is added to
+its cluster, so both adapters create the same labelled objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from stacks.labels import with_managed_by
 
 PkiItem = Literal["root-cert", "ca-cert", "ca-key", "cert-chain"]
 
@@ -109,10 +113,12 @@ class ClusterPlan:
         raise KeyError(f"{self.cluster}: no step {name!r}")
 
     def add(self, step: Step) -> Step:
+        """Append ``step`` with every object labelled managed-by meshboot; return it."""
         if any(s.name == step.name for s in self.steps):
             raise ValueError(f"{self.cluster}: duplicate step {step.name!r}")
         for dep in step.after:
             self.step(dep)  # must already exist: steps are in dependency order
+        step = replace(step, objects=tuple(with_managed_by(o) for o in step.objects))
         self.steps.append(step)
         return step
 
@@ -193,7 +199,18 @@ def is_secret(obj: dict[str, Any]) -> bool:
 
 def is_deferred(obj: dict[str, Any]) -> bool:
     """Objects only ``pulumi up`` can create (they need another cluster's token)."""
-    return any(isinstance(r, KubeconfigRef) for r in walk_refs(obj))
+    # Iterative: render and both object counts call this on every object.
+    stack: list[Any] = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            stack.extend(value.values())
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+        elif kind is KubeconfigRef:
+            return True
+    return False
 
 
 def kubeconfig_yaml(cluster: str, server: str, ca_pem: str, token: str, user: str) -> str:

@@ -22,6 +22,7 @@ from stacks.common import (
     service_account_token_secret,
     service_namespaces,
 )
+from stacks.labels import MANAGED
 from stacks.plan import (
     ClusterPlan,
     GatewayAddressRef,
@@ -186,7 +187,7 @@ def cacerts_secret(cluster: str) -> dict[str, Any]:
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {"name": "cacerts", "namespace": ISTIO_NS,
-                     "labels": {"app.kubernetes.io/managed-by": "meshboot"}},
+                     "labels": dict(MANAGED)},
         "stringData": {
             "ca-cert.pem": PkiRef("ca-cert", cluster),
             "ca-key.pem": PkiRef("ca-key", cluster),
@@ -198,7 +199,7 @@ def cacerts_secret(cluster: str) -> dict[str, Any]:
 
 def reader_token_secret(spec: Spec) -> dict[str, Any]:
     return service_account_token_secret(reader_token_secret_name(spec), ISTIO_NS, READER_SA,
-                                        {"app.kubernetes.io/managed-by": "meshboot"})
+                                        dict(MANAGED))
 
 
 def remote_secret(spec: Spec, target: ClusterSpec) -> dict[str, Any]:

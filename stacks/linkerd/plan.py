@@ -42,6 +42,7 @@ from stacks.common import (
     service_account_token_secret,
     service_ports,
 )
+from stacks.labels import MANAGED
 from stacks.linkerd.policy import namespace_annotations, service_annotations
 from stacks.plan import (
     ClusterPlan,
@@ -60,7 +61,6 @@ GATEWAY = "linkerd-gateway"
 REMOTE_ACCESS_SA = "linkerd-service-mirror-remote-access-default"
 # linkerd check warns while an anchor or issuer is valid for less than this.
 MIN_VALIDITY_DAYS = 60
-MANAGED = {"app.kubernetes.io/managed-by": "meshboot"}
 
 EXPORT_LABEL = "mirror.linkerd.io/exported"
 FEDERATED_LABEL = "mirror.linkerd.io/federated"
@@ -414,7 +414,8 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
         ns_annotations = {"linkerd.io/inject": "enabled", **namespace_annotations(spec)}
         objs += [namespace(ns, annotations=ns_annotations)
                  for ns in sorted({s.namespace for s in spec.services if c.name in s.clusters})
-                 if ns not in BUILTIN_NAMESPACES and ns not in (LINKERD_NS, MC_NS)]
+                 if ns not in BUILTIN_NAMESPACES and ns != LINKERD_NS
+                 and not (multi and ns == MC_NS)]
         cp.add(Step("namespaces", objects=tuple(objs)))
         cp.add(Step("identity-issuer", after=("namespaces",),
                     objects=(issuer_secret(c.name), trust_roots_configmap())))

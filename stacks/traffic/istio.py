@@ -37,12 +37,12 @@ from clusters.policy import (
 from clusters.spec import ServiceSpec, Spec
 from stacks.common import is_multi_network, locality, remotes_of, service_namespaces, service_ports
 from stacks.istio.plan import ISTIO_NS, gateway_address, needs_eastwest
+from stacks.labels import MANAGED
 
 NET_V1 = "networking.istio.io/v1"
 SEC_V1 = "security.istio.io/v1"
 CLUSTER_LABEL = "topology.istio.io/cluster"
 WORKLOAD_LABEL = "app"
-MANAGED = {"app.kubernetes.io/managed-by": "meshboot"}
 EASTWEST_TLS_PORT = 15443
 _APP_PROTOCOL = {"HTTP": "http", "HTTP2": "http2", "GRPC": "grpc", "TLS": "tls", "HTTPS": "https",
                  "TCP": "tcp"}

@@ -143,7 +143,8 @@ def test_remote_secret_for_every_ordered_pair_of_primaries(
         holder, target = cluster_of(r), r.name.rsplit("istio-remote-secret-", 1)[1]
         found.add((holder, target))
         meta = r.inputs["metadata"]
-        assert meta["labels"] == {"istio/multiCluster": "true"}
+        assert meta["labels"] == {"istio/multiCluster": "true",
+                                  "app.kubernetes.io/managed-by": "meshboot"}
         assert meta["annotations"] == {"networking.istio.io/cluster": target}
         assert is_secret_value(r.inputs["stringData"])
         kubeconfig = yaml.safe_load(unwrap_secrets(r.inputs["stringData"])[target])

@@ -309,7 +309,8 @@ def test_revision_and_token_generation(tmp_path: Path) -> None:
              and o["type"] == "kubernetes.io/service-account-token"]
     assert [t["metadata"]["name"] for t in token] == ["istio-reader-token-3"]
     ns = next(o for o in tree["east"] if o["metadata"]["name"] == "bookinfo")
-    assert ns["metadata"]["labels"] == {"istio.io/rev": "canary-1"}
+    assert ns["metadata"]["labels"] == {"istio.io/rev": "canary-1",
+                                        "app.kubernetes.io/managed-by": "meshboot"}
 
 
 def test_token_secret_makes_pulumi_wait_for_the_token(tmp_path: Path) -> None:
