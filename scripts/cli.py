@@ -198,7 +198,7 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
         summary = render_outputs(plan, mesh_pki, loaded.source, tree, secrets_tree, {
             "generator": "meshboot",
             "version": VERSION,
-            "source": loaded.source,
+            "source": Path(loaded.source).name,  # as in the file headers: path-independent
             "environment": loaded.env,
             "root_fingerprint": root_fp,
         })
