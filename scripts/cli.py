@@ -88,7 +88,19 @@ def _describe_root(source: str, pki_dir: Path, loaded: LoadedSpec) -> str:
             f"with `meshboot pki init --config {loaded.source}`")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Environment faults (an unreadable file, a path the OS refuses) are exit 2, not tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}", err=True)
+            sys.exit(EXIT_SPEC)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, "--version", prog_name="meshboot", message="%(prog)s %(version)s")
 def cli() -> None:
     """Bootstrap a multi-cluster Istio or Linkerd mesh from one environment spec."""

@@ -74,11 +74,25 @@ class PreviousRender:
 
 
 # --------------------------------------------------------------- target checks
+def path_problem(raw: str | Path, option: str) -> str | None:
+    """Why ``raw`` is not a usable path at all (too long, a NUL byte, a loop...), or None."""
+    try:
+        os.stat(_resolved(Path(raw)))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError, RuntimeError) as exc:
+        return f"{option} {str(raw)[:80]!r}: not a usable path ({getattr(exc, 'strerror', None) or exc})"
+    return None
+
+
 def check_target(raw: str, *, option: str, stack_file: Path, pki_dir: Path,
                  cwd: Path | None = None) -> list[str]:
     """Why ``raw`` must not be used as a render directory (empty list: fine)."""
     if not raw.strip():
         return [f"{option} is empty (an unset variable?); name the output directory"]
+    unusable = [p for p in (path_problem(raw, option), path_problem(pki_dir, "--pki-dir")) if p]
+    if unusable:
+        return unusable
     target = _resolved(Path(raw))
     cwd = _resolved(cwd or Path.cwd())
     stack_file = _resolved(stack_file)

@@ -371,3 +371,24 @@ def test_same_render_from_another_directory_is_byte_identical(tmp_path: Path,
     assert render(config, tmp_path / "a", tmp_path / "pki").exit_code == 0
     assert render(config.name, "b", Path("pki"), cwd=tmp_path).exit_code == 0
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--pki-dir", "--secrets-out"])
+def test_paths_the_os_refuses_are_a_clear_error(tmp_path: Path, config: Path, flag: str) -> None:
+    too_long = str(tmp_path / ("x" * 300))
+    paths = {"--out": str(tmp_path / "out"), "--pki-dir": str(tmp_path / "pki")}
+    paths[flag] = too_long
+    args = ["render", "--config", str(config)] + [a for k, v in paths.items() for a in (k, v)]
+    result = CliRunner().invoke(cli, args, env={})
+    assert result.exit_code == 2, result.output
+    assert "not a usable path" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "pki").exists()
+
+
+def test_any_os_error_is_exit_2_with_a_sentence(tmp_path: Path, config: Path) -> None:
+    result = CliRunner().invoke(cli, ["pki", "init", "--config", str(config), "--from-store",
+                                      str(tmp_path / ("s" * 300))],
+                                env={"PULUMI_CONFIG_PASSPHRASE": "p"})
+    assert result.exit_code == 2
+    assert "File name too long" in result.output
+    assert isinstance(result.exception, SystemExit)
