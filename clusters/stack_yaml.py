@@ -147,14 +147,16 @@ def structure_problems(root: yaml.Node) -> list[Problem]:
                                     f"nested deeper than {MAX_DEPTH} levels (line "
                                     f"{node.start_mark.line + 1})"))
             continue
+        children: list[tuple[yaml.Node, str, int]] = []
         if isinstance(node, yaml.SequenceNode):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(node.value))
+            children = [(child, f"{path}[{i}]", depth + 1) for i, child in enumerate(node.value)]
         elif isinstance(node, yaml.MappingNode):
             problems += _duplicate_keys(node, path)
             for key, value in node.value:
                 label = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
-                stack.append((key, f"{path}.{label}" if path else label, depth + 1))
-                stack.append((value, f"{path}.{label}" if path else label, depth + 1))
+                child_path = f"{path}.{label}" if path else label
+                children += [(key, child_path, depth + 1), (value, child_path, depth + 1)]
+        stack.extend(reversed(children))  # popped in document order: the alias is the second use
     return problems
 
 
