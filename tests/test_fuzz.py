@@ -20,7 +20,7 @@ from scripts.cli import cli
 from tests.conftest import REPO
 
 SEED = 20260808
-CASES = 320
+CASES = 600
 CASE_SECONDS = 10.0  # a hang guard, not a benchmark: one render takes well under a second
 BASES = {name: (REPO / name).read_bytes() for name in ("Pulumi.dev.yaml", "examples/Pulumi.linkerd.yaml")}
 
@@ -159,5 +159,5 @@ def test_mutated_stack_files_exit_0_or_2(tmp_path: Path, block: int) -> None:
         assert "Traceback" not in result.output, where
         assert elapsed < CASE_SECONDS, f"{where}\ntook {elapsed:.1f}s"
         if result.exit_code == 2:
-            assert result.output.startswith("error: "), where
+            assert any(line.startswith("error: ") for line in result.output.splitlines()), where
             assert not out.exists() and not pki.exists(), f"{where}\nwritten on exit 2"
