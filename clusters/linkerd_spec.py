@@ -13,7 +13,8 @@ from pydantic.alias_generators import to_camel
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True, frozen=True)
+                              populate_by_name=True, frozen=True,
+                              strict=True, allow_inf_nan=False)
 
 
 class LinkPair(_Model):
@@ -23,14 +24,19 @@ class LinkPair(_Model):
     target: str
 
 
+# A probe slower than a day would never notice a gateway going away; the bound
+# also keeps "<n>s" far inside Go's time.Duration (int64 nanoseconds, ~292 years).
+MAX_PROBE_SECONDS = 86400
+
+
 class ProbeSpec(_Model):
     """How a source cluster probes a target's multicluster gateway."""
 
     path: str = "/ready"
     port: int = Field(default=4191, ge=1, le=65535)
-    period_seconds: int = Field(default=3, ge=1)
-    failure_threshold: int = Field(default=3, ge=1)
-    timeout_seconds: int = Field(default=30, ge=1)
+    period_seconds: int = Field(default=3, ge=1, le=MAX_PROBE_SECONDS)
+    failure_threshold: int = Field(default=3, ge=1, le=1000)
+    timeout_seconds: int = Field(default=30, ge=1, le=MAX_PROBE_SECONDS)
 
 
 class LinkerdSpec(_Model):

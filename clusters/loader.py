@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from clusters.errors import Problem, SpecError
+from clusters import stack_yaml
+from clusters.errors import Problem, SpecError, echo, problem_order
 from clusters.linkerd_spec import LinkerdSpec
 from clusters.policy import validate_policy
 from clusters.pulumi_secrets import PassphraseCrypter, SecretDecryptError, crypter_for_stack
@@ -29,7 +29,7 @@ from clusters.spec import (
     Spec,
     TrafficSpec,
 )
-from clusters.validate import validate_spec
+from clusters.validate import spec_warnings, validate_spec
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "mesh": MeshSpec,
@@ -47,6 +47,8 @@ class LoadedSpec:
     source: str          # file name used in messages
     env: str             # stack name: Pulumi.<env>.yaml -> <env>
     base_dir: Path       # where relative file paths in the spec resolve
+    # Not wrong, but likely to fail once deployed (e.g. a loopback apiServer).
+    warnings: tuple[Problem, ...] = ()
 
 
 def env_name(path: Path) -> str:
@@ -61,17 +63,15 @@ def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> Load
     path = Path(path)
     source = path.name if path.parent == Path(".") else str(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise SpecError(source, [Problem("<file>", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(source, [Problem("<yaml>", f"malformed YAML at {where}: {problem}")]) \
-            from exc
+    text, problems = stack_yaml.decode(data)
+    doc = None
+    if text is not None:
+        doc, problems = stack_yaml.parse(text)
+    if problems:
+        raise SpecError(source, problems)
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -79,10 +79,10 @@ def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> Load
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise SpecError(source, [Problem("config", "must be a mapping")])
-    problems: list[Problem] = []
     decrypted = _decrypt_secure(config, doc, env, problems)
     spec = spec_from_config(decrypted, source, base_dir=path.parent, extra_problems=problems)
-    return LoadedSpec(spec=spec, source=source, env=env_name(path), base_dir=path.parent)
+    return LoadedSpec(spec=spec, source=source, env=env_name(path), base_dir=path.parent,
+                      warnings=tuple(sorted(spec_warnings(spec), key=problem_order)))
 
 
 def spec_from_config(
@@ -142,7 +142,8 @@ def spec_from_config(
             services=list(items["services"].values()),
             **{**_defaults(), **parsed},
         )
-        if len(items["services"]) == len(sections.get("services") or []):
+        raw_services = sections.get("services")
+        if len(items["services"]) == (len(raw_services) if isinstance(raw_services, list) else 0):
             # Policy paths name services by index: only meaningful when none failed.
             problems.extend(validate_policy(spec))
     if problems or spec is None:
@@ -185,9 +186,23 @@ def _message(err: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     msg = str(err.get("msg", "invalid"))
+    msg = msg[0].lower() + msg[1:] if msg else msg
     if kind == "literal_error":
-        return f"invalid value {err.get('input')!r}: {msg[0].lower() + msg[1:]}"
-    return msg[0].lower() + msg[1:] if msg else msg
+        return f"invalid value {echo(err.get('input'))}: {msg}"
+    if kind.endswith("_type") or kind in _TYPE_ERRORS:
+        value = err.get("input")
+        return f"{msg}, got {_type_name(value)} {echo(value)}"
+    return msg
+
+
+# Strict-mode refusals worth showing the offending value for.
+_TYPE_ERRORS = {"int_from_float", "finite_number", "int_parsing", "float_parsing"}
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+             dict: "mapping", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _decrypt_secure(
@@ -196,7 +211,12 @@ def _decrypt_secure(
     env: dict[str, str] | None,
     problems: list[Problem],
 ) -> dict[str, Any]:
-    """Replace every ``{secure: ...}`` leaf by its plaintext, or record why not."""
+    """``meshboot:*`` values with every ``{secure: ...}`` leaf replaced by its plaintext.
+
+    Other providers' keys (``aws:``, ``gcp:``, ...) are dropped unread: their
+    secrets may need a KMS or Pulumi Cloud that render cannot reach, and
+    nothing of ours depends on them.
+    """
     state: dict[str, Any] = {}
 
     def crypter() -> PassphraseCrypter:
@@ -224,4 +244,4 @@ def _decrypt_secure(
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
         return value
 
-    return {k: walk(v, str(k)) for k, v in config.items()}
+    return {k: walk(v, str(k)) for k, v in config.items() if str(k).startswith("meshboot:")}

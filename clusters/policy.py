@@ -17,10 +17,10 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from clusters.errors import Problem
+from clusters.errors import Problem, echo
 
 if TYPE_CHECKING:
     from clusters.spec import ServiceSpec, Spec
@@ -34,14 +34,22 @@ _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs"
 def duration_seconds(value: str) -> float:
     """Seconds in a Go-style duration (``1m30s``, ``250ms``); ValueError if it does not parse."""
     if not isinstance(value, str) or not _DURATION.match(value):
-        raise ValueError(f"invalid duration {value!r} (use a number and a unit, e.g. 250ms, 5s, 1m30s)")
+        raise ValueError(f"invalid duration {echo(value)} (use a number and a unit, e.g. 250ms, 5s, 1m30s)")
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)",
                                                                   value))
 
 
+# Go's time.Duration is int64 nanoseconds: 2562047h47m16.854775807s is the longest
+# duration Kubernetes, Istio and Linkerd can parse.
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
 def _check_duration(value: str) -> str:
-    if duration_seconds(value) < 1e-3:
-        raise ValueError(f"duration {value!r} is shorter than 1ms")
+    seconds = duration_seconds(value)
+    if seconds < 1e-3:
+        raise ValueError(f"duration {echo(value)} is shorter than 1ms")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"duration {echo(value)} is longer than 2562047h (the longest Go duration)")
     return value
 
 
@@ -61,6 +69,17 @@ Percent = Annotated[float, AfterValidator(_check_percent)]
 Share = Annotated[int, AfterValidator(_check_percent)]
 """An integer percentage 0..100 (traffic shares)."""
 
+def _port_key(value: object) -> object:
+    # `pulumi up` passes structured config as JSON, whose object keys are strings:
+    # {"15090": ...} is the engine's spelling of the stack file's {15090: ...}.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
+        return int(value)
+    return value
+
+
+PortKey = Annotated[int, BeforeValidator(_port_key)]
+"""A port as a mapping key: an integer (or its decimal string, from JSON)."""
+
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE")
 HTTP_METHODS = IDEMPOTENT_METHODS + ("POST", "PATCH", "CONNECT")
 # Envoy retry conditions Istio passes through (x-envoy-retry-on and grpc-retry-on).
@@ -74,7 +93,8 @@ RETRY_ON = frozenset({
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True, frozen=True)
+                              populate_by_name=True, frozen=True,
+                              strict=True, allow_inf_nan=False)
 
 
 # --- matches -----------------------------------------------------------------------------
@@ -165,17 +185,21 @@ class RetrySpec(_Strict):
         return list(self.methods) if self.methods is not None else list(IDEMPOTENT_METHODS)
 
 
+# Envoy/Istio connection-pool and outlier counters are int32.
+INT32_MAX = 2**31 - 1
+
+
 class TcpPoolSpec(_Strict):
-    max_connections: int | None = Field(default=None, ge=1)
+    max_connections: int | None = Field(default=None, ge=1, le=INT32_MAX)
     connect_timeout: Duration | None = None
     idle_timeout: Duration | None = None
 
 
 class HttpPoolSpec(_Strict):
-    http1_max_pending_requests: int | None = Field(default=None, ge=1)
-    http2_max_requests: int | None = Field(default=None, ge=1)
-    max_requests_per_connection: int | None = Field(default=None, ge=1)
-    max_retries: int | None = Field(default=None, ge=0)
+    http1_max_pending_requests: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    http2_max_requests: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_requests_per_connection: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_retries: int | None = Field(default=None, ge=0, le=INT32_MAX)
     idle_timeout: Duration | None = None
 
 
@@ -189,8 +213,9 @@ class ConnectionPoolSpec(_Strict):
 class OutlierDetectionSpec(_Strict):
     """Eject endpoints that keep failing (also what makes locality failover work)."""
 
-    consecutive_5xx_errors: int | None = Field(default=None, ge=0, alias="consecutive5xxErrors")
-    consecutive_gateway_errors: int | None = Field(default=None, ge=0)
+    consecutive_5xx_errors: int | None = Field(default=None, ge=0, le=INT32_MAX,
+                                                alias="consecutive5xxErrors")
+    consecutive_gateway_errors: int | None = Field(default=None, ge=0, le=INT32_MAX)
     interval: Duration | None = None
     base_ejection_time: Duration | None = None
     max_ejection_percent: int | None = Field(default=None, ge=0, le=100)
@@ -319,7 +344,7 @@ class WorkloadMtlsSpec(_Strict):
     e.g. ``{15090: DISABLE}`` for a metrics port scraped from outside the mesh. Ports
     are the workload's (container) ports."""
 
-    ports: dict[int, Literal["STRICT", "PERMISSIVE", "DISABLE"]]
+    ports: dict[PortKey, Literal["STRICT", "PERMISSIVE", "DISABLE"]]
 
 
 class ServicePolicyFields(_Strict):
@@ -454,7 +479,7 @@ def _check_header(h: HeaderMatch | None, path: str) -> list[Problem]:
     if not h.name.strip():
         out.append(Problem(f"{path}.name", "header name must not be empty"))
     elif not _HEADER_NAME.match(h.name):
-        out.append(Problem(f"{path}.name", f"header name {h.name!r} must be lower-case token "
+        out.append(Problem(f"{path}.name", f"header name {echo(h.name)} must be lower-case token "
                                            "characters (proxies compare names case-insensitively)"))
     kinds = [k for k in ("exact", "prefix", "regex") if getattr(h, k) is not None]
     if len(kinds) != 1:
@@ -470,7 +495,7 @@ def _check_header(h: HeaderMatch | None, path: str) -> list[Problem]:
 
 def _check_versions(s: ServiceSpec, refs: list[tuple[str, str]]) -> list[Problem]:
     declared = set(s.versions or [])
-    return [Problem(path, f"version {v!r} is not declared in versions "
+    return [Problem(path, f"version {echo(v)} is not declared in versions "
                           f"({', '.join(s.versions) if s.versions else 'none declared'})")
             for path, v in refs if v not in declared]
 
@@ -480,10 +505,10 @@ def _check_service(spec: Spec, s: ServiceSpec, base: str, regions: set[str],
     out: list[Problem] = []
     for j, c in enumerate(s.reachable_from or []):
         if c not in names:
-            out.append(Problem(f"{base}.reachableFrom[{j}]", f"unknown cluster {c!r}"))
+            out.append(Problem(f"{base}.reachableFrom[{j}]", f"unknown cluster {echo(c)}"))
     for j, v in enumerate(s.versions or []):
         if not is_label(v):
-            out.append(Problem(f"{base}.versions[{j}]", f"version {v!r} is not a DNS-1123 label "
+            out.append(Problem(f"{base}.versions[{j}]", f"version {echo(v)} is not a DNS-1123 label "
                                                         "(it names a subset)"))
     if s.versions and len(set(s.versions)) != len(s.versions):
         out.append(Problem(f"{base}.versions", "lists a version more than once"))
@@ -507,7 +532,7 @@ def _check_service(spec: Spec, s: ServiceSpec, base: str, regions: set[str],
         for j, m in enumerate(r.effective_methods):
             if m not in HTTP_METHODS:
                 out.append(Problem(f"{base}.retries.methods[{j}]",
-                                   f"unknown HTTP method {m!r} (one of {', '.join(HTTP_METHODS)})"))
+                                   f"unknown HTTP method {echo(m)} (one of {', '.join(HTTP_METHODS)})"))
             elif m not in IDEMPOTENT_METHODS and not r.allow_non_idempotent:
                 out.append(Problem(f"{base}.retries.methods[{j}]",
                                    f"{m} is not idempotent: a retried call may run twice; set "
@@ -517,7 +542,7 @@ def _check_service(spec: Spec, s: ServiceSpec, base: str, regions: set[str],
         for j, cond in enumerate(r.retry_on):
             if cond not in RETRY_ON and not (cond.isdigit() and 100 <= int(cond) <= 599):
                 out.append(Problem(f"{base}.retries.retryOn[{j}]",
-                                   f"unknown retry condition {cond!r} (e.g. 5xx, reset, "
+                                   f"unknown retry condition {echo(cond)} (e.g. 5xx, reset, "
                                    "connect-failure, gateway-error, retriable-4xx, or a status code)"))
         if s.timeout and r.per_try_timeout and \
                 duration_seconds(r.per_try_timeout) > duration_seconds(s.timeout):
@@ -533,7 +558,7 @@ def _check_service(spec: Spec, s: ServiceSpec, base: str, regions: set[str],
                                "only used with algorithm CONSISTENT_HASH"))
         elif lb.hash_header and not _HEADER_NAME.match(lb.hash_header):
             out.append(Problem(f"{base}.loadBalancer.hashHeader",
-                               f"header name {lb.hash_header!r} must be lower-case token characters"))
+                               f"header name {echo(lb.hash_header)} must be lower-case token characters"))
     if s.fault is not None:
         out += _check_header(s.fault.header, f"{base}.fault.header")
         if s.fault.delay is None and s.fault.abort is None:
@@ -561,7 +586,7 @@ def _check_routing(s: ServiceSpec, path: str, regions: set[str]) -> list[Problem
     if r.weights is not None:
         for c, w in r.weights.items():
             if c not in s.clusters:
-                out.append(Problem(f"{path}.weights.{c}", f"the service does not run in cluster {c!r} "
+                out.append(Problem(f"{path}.weights.{c}", f"the service does not run in cluster {echo(c)} "
                                                           f"(it runs in {', '.join(s.clusters)})"))
             if not 0 <= w <= 100:
                 out.append(Problem(f"{path}.weights.{c}", f"weight {w} is not between 0 and 100"))
@@ -588,14 +613,14 @@ def _check_routing(s: ServiceSpec, path: str, regions: set[str]) -> list[Problem
         for key, region in (("from", rule.from_), ("to", rule.to)):
             if region not in regions:
                 out.append(Problem(f"{lpath}.failover[{k}].{key}",
-                                   f"no cluster is in region {region!r} (regions: {known})"))
+                                   f"no cluster is in region {echo(region)} (regions: {known})"))
         if rule.from_ == rule.to:
-            out.append(Problem(f"{lpath}.failover[{k}]", f"fails over from {rule.from_!r} to itself"))
+            out.append(Problem(f"{lpath}.failover[{k}]", f"fails over from {echo(rule.from_)} to itself"))
     froms = Counter(rule.from_ for rule in loc.failover or [])
     for k, rule in enumerate(loc.failover or []):
         if froms[rule.from_] > 1:
             out.append(Problem(f"{lpath}.failover[{k}].from",
-                               f"region {rule.from_!r} has more than one failover target"))
+                               f"region {echo(rule.from_)} has more than one failover target"))
     if loc.failover is not None and not loc.failover:
         out.append(Problem(f"{lpath}.failover", "list at least one rule"))
     if loc.failover_priority is not None:
@@ -610,7 +635,7 @@ def _check_routing(s: ServiceSpec, path: str, regions: set[str]) -> list[Problem
             region = loc_str.split("/")[0]
             if region != "*" and region not in regions:
                 out.append(Problem(f"{rpath}.{where}",
-                                   f"no cluster is in region {region!r} (regions: {known})"))
+                                   f"no cluster is in region {echo(region)} (regions: {known})"))
         total = sum(drule.to.values())
         if total != 100 or any(w < 0 for w in drule.to.values()):
             out.append(Problem(f"{rpath}.to", f"weights sum to {total}, not 100"))
@@ -630,7 +655,7 @@ def _check_release(s: ServiceSpec, path: str) -> list[Problem]:
                                    (f"{path}.canary.candidate", c.candidate)])
         if c.candidate == c.stable:
             out.append(Problem(f"{path}.canary.candidate",
-                               f"the candidate is the stable version {c.stable!r}"))
+                               f"the candidate is the stable version {echo(c.stable)}"))
         out += _check_header(c.header, f"{path}.canary.header")
     if rel.blue_green is not None:
         b = rel.blue_green
@@ -638,7 +663,7 @@ def _check_release(s: ServiceSpec, path: str) -> list[Problem]:
                                    (f"{path}.blueGreen.preview", b.preview)])
         if b.active == b.preview:
             out.append(Problem(f"{path}.blueGreen.preview",
-                               f"the preview is the active version {b.active!r}"))
+                               f"the preview is the active version {echo(b.active)}"))
         out += _check_header(b.header, f"{path}.blueGreen.header")
     if rel.ab_test is not None:
         ab = rel.ab_test
@@ -646,9 +671,9 @@ def _check_release(s: ServiceSpec, path: str) -> list[Problem]:
         for k, g in enumerate(ab.groups):
             gpath = f"{path}.abTest.groups[{k}]"
             if not is_label(g.name):
-                out.append(Problem(f"{gpath}.name", f"group name {g.name!r} is not a DNS-1123 label"))
+                out.append(Problem(f"{gpath}.name", f"group name {echo(g.name)} is not a DNS-1123 label"))
             elif group_names[g.name] > 1:
-                out.append(Problem(f"{gpath}.name", f"duplicate group {g.name!r}"))
+                out.append(Problem(f"{gpath}.name", f"duplicate group {echo(g.name)}"))
             out += _check_versions(s, [(f"{gpath}.version", g.version)])
             out += _check_header(g.header, f"{gpath}.header")
             if g.header is None and g.path_prefix is None:
@@ -676,16 +701,16 @@ def _check_authz(a: AuthorizationSpec, path: str) -> list[Problem]:
         for j, sa in enumerate((src.service_accounts or []) if src else []):
             if not _SA.match(sa):
                 out.append(Problem(f"{rpath}.from.serviceAccounts[{j}]",
-                                   f"{sa!r} is not namespace/name"))
+                                   f"{echo(sa)} is not namespace/name"))
         for j, ns in enumerate((src.namespaces or []) if src else []):
             if not is_label(ns):
-                out.append(Problem(f"{rpath}.from.namespaces[{j}]", f"{ns!r} is not a namespace name"))
+                out.append(Problem(f"{rpath}.from.namespaces[{j}]", f"{echo(ns)} is not a namespace name"))
         for j, m in enumerate((op.methods or []) if op else []):
             if m not in HTTP_METHODS:
-                out.append(Problem(f"{rpath}.to.methods[{j}]", f"unknown HTTP method {m!r}"))
+                out.append(Problem(f"{rpath}.to.methods[{j}]", f"unknown HTTP method {echo(m)}"))
         for j, p in enumerate((op.paths or []) if op else []):
             if not (p.startswith("/") or p.startswith("*")):
-                out.append(Problem(f"{rpath}.to.paths[{j}]", f"path {p!r} must start with '/' or '*'"))
+                out.append(Problem(f"{rpath}.to.paths[{j}]", f"path {echo(p)} must start with '/' or '*'"))
     return out
 
 
@@ -696,7 +721,7 @@ def _check_jwt(j: JwtSpec, path: str) -> list[Problem]:
     if not (j.jwks_uri or "").strip():
         out.append(Problem(f"{path}.jwksUri", "required: where the issuer publishes its keys (JWKS)"))
     elif not re.match(r"^https?://[^/\s]+", j.jwks_uri or ""):
-        out.append(Problem(f"{path}.jwksUri", f"{j.jwks_uri!r} is not an http(s) URL"))
+        out.append(Problem(f"{path}.jwksUri", f"{echo(j.jwks_uri)} is not an http(s) URL"))
     for claim, values in (j.required_claims or {}).items():
         if not claim.strip():
             out.append(Problem(f"{path}.requiredClaims", "claim name must not be empty"))
@@ -715,18 +740,18 @@ def _check_traffic(spec: Spec) -> list[Problem]:
     if not re.match(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", t.version_label):
         out.append(Problem("meshboot:traffic.versionLabel",
-                           f"{t.version_label!r} is not a Kubernetes label key"))
+                           f"{echo(t.version_label)} is not a Kubernetes label key"))
     namespaces = {s.namespace for s in spec.services}
     for ns, hosts in (t.sidecar_egress or {}).items():
         path = f"meshboot:traffic.sidecarEgress.{ns}"
         if ns not in namespaces:
-            out.append(Problem(path, f"no service is in namespace {ns!r}, so meshboot does not "
+            out.append(Problem(path, f"no service is in namespace {echo(ns)}, so meshboot does not "
                                      "create it"))
         if not hosts:
             out.append(Problem(path, "list at least one host (e.g. './*', 'istio-system/*')"))
         for k, h in enumerate(hosts):
             if not _EGRESS_HOST.match(h):
-                out.append(Problem(f"{path}[{k}]", f"{h!r} is not namespace/host (e.g. './*', "
+                out.append(Problem(f"{path}[{k}]", f"{echo(h)} is not namespace/host (e.g. './*', "
                                                    "'istio-system/*', 'bookinfo/reviews.bookinfo.svc."
                                                    "cluster.local')"))
     return out

@@ -9,6 +9,7 @@ import pulumi
 
 from clusters.loader import spec_from_config
 from clusters.spec import CONFIG_KEYS, Spec
+from clusters.validate import spec_warnings
 
 
 def raw_config() -> dict[str, Any]:
@@ -34,4 +35,7 @@ def raw_config() -> dict[str, Any]:
 def load_spec_from_pulumi() -> tuple[Spec, str]:
     """(spec, source name) for the current stack; raises clusters.errors.SpecError."""
     source = f"Pulumi.{pulumi.get_stack()}.yaml"
-    return spec_from_config(raw_config(), source), source
+    spec = spec_from_config(raw_config(), source)
+    for warning in spec_warnings(spec):
+        pulumi.log.warn(warning.render(source))
+    return spec, source

@@ -87,6 +87,12 @@ def crypter_for_stack(stack_file: dict, env: dict[str, str] | None = None) -> Pa
             "passphrase-encrypted values (run through `pulumi up`, or set the value in plain text)"
         )
     salt_state = stack_file.get("encryptionsalt")
+    if not salt_state and not provider:
+        # What `pulumi stack init` writes for the default (service) secrets provider.
+        raise SecretDecryptError("the stack file names no secrets provider and no "
+                                 "`encryptionsalt`, so its secrets are managed by Pulumi Cloud "
+                                 "(the default secrets provider), which render cannot reach; run "
+                                 "through `pulumi up`, or set the value in plain text")
     if not salt_state:
         raise SecretDecryptError("the stack file has no `encryptionsalt`, so its secure values "
                                  "cannot be decrypted")

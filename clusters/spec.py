@@ -18,11 +18,16 @@ from clusters.policy import SecuritySpec, ServicePolicyFields, TrafficSpec
 
 DEFAULT_VERSIONS = {"istio": "1.30.3", "linkerd": "edge-26.8.3"}
 KEY_ALGORITHMS = ("ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096")
+# 100 years. Certificates end in notAfter = now + days, which X.509 (and Python's
+# datetime) cannot express past 9999-12-31; no CA should outlive this bound anyway,
+# and it keeps every date meshboot computes decades away from that edge.
+MAX_VALIDITY_DAYS = 36500
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True, frozen=True)
+                              populate_by_name=True, frozen=True,
+                              strict=True, allow_inf_nan=False)
 
 
 class MeshSpec(Model):
@@ -34,7 +39,7 @@ class MeshSpec(Model):
     # Bump to rotate the tokens behind cross-cluster credentials (Istio remote
     # secrets, Linkerd link credentials): new token Secrets, new credentials,
     # the old token Secrets deleted.
-    token_generation: int = Field(default=1, ge=1)
+    token_generation: int = Field(default=1, ge=1, le=1_000_000)
     chart_repository: str | None = None
 
     @property
@@ -53,9 +58,9 @@ class RootCaImport(Model):
 
 class PkiSpec(Model):
     key_algorithm: str = "ecdsa-p256"
-    root_validity_days: int = Field(default=3650, gt=0)
-    intermediate_validity_days: int = Field(default=365, gt=0)
-    renew_before_days: int = Field(default=30, ge=0)
+    root_validity_days: int = Field(default=3650, gt=0, le=MAX_VALIDITY_DAYS)
+    intermediate_validity_days: int = Field(default=365, gt=0, le=MAX_VALIDITY_DAYS)
+    renew_before_days: int = Field(default=30, ge=0, le=MAX_VALIDITY_DAYS)
     root_ca: RootCaImport | None = None
 
 
@@ -97,7 +102,8 @@ class PortSpec(Model):
 
 class ServiceSpec(ServicePolicyFields):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True, frozen=True)
+                              populate_by_name=True, frozen=True,
+                              strict=True, allow_inf_nan=False)
 
     name: str
     namespace: str = "default"

@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from clusters.errors import Problem
-from clusters.spec import KEY_ALGORITHMS, ClusterSpec, MeshSpec, PkiSpec, ServiceSpec
+from clusters.errors import Problem, echo
+from clusters.linkerd_spec import LinkerdSpec
+from clusters.spec import KEY_ALGORITHMS, ClusterSpec, MeshSpec, PkiSpec, ServiceSpec, Spec
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Kubernetes label values: the network name ends up in topology.istio.io/network.
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# An HTTP request path as a probe sends it: absolute, printable ASCII, no spaces.
+PROBE_PATH = re.compile(r"^/[\x21-\x7e]*$")
 
 
 def is_dns1123_label(value: str) -> bool:
@@ -29,7 +32,7 @@ def is_dns1123_subdomain(value: str) -> bool:
 def label_problem(path: str, value: str, what: str = "name") -> list[Problem]:
     if is_dns1123_label(value):
         return []
-    return [Problem(path, f"{what} {value!r} is not a DNS-1123 label (lower-case alphanumerics "
+    return [Problem(path, f"{what} {echo(value)} is not a DNS-1123 label (lower-case alphanumerics "
                           "and '-', starting and ending alphanumeric, at most 63 characters)")]
 
 
@@ -52,14 +55,65 @@ def validate_spec(
     problems += _check_clusters(clusters, mesh.id)
     known = {c.name for c in clusters.values()} | (declared_clusters or set())
     problems += _check_services(services, known)
+    linkerd: LinkerdSpec | None = sections.get("linkerd")
+    if linkerd is not None:
+        problems += _check_linkerd(linkerd)
     return problems
+
+
+def spec_warnings(spec: Spec) -> list[Problem]:
+    """What is valid but will likely fail once deployed; never fails a command."""
+    out: list[Problem] = []
+    for i, c in enumerate(spec.clusters):
+        base = f"meshboot:clusters[{i}]"
+        host = urlsplit(c.api_server).hostname or ""
+        if is_loopback(host):
+            out.append(Problem(f"{base}.apiServer",
+                               f"{echo(c.api_server)} is a loopback address: other clusters "
+                               "cannot reach it (use an address routable between clusters)"))
+        address = c.east_west_gateway.address
+        if address is not None and is_loopback(address):
+            out.append(Problem(f"{base}.eastWestGateway.address",
+                               f"{echo(address)} is a loopback address: other clusters cannot "
+                               "reach it"))
+    return out
+
+
+def is_loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_address(value: str) -> bool:
+    """An IPv4/IPv6 address or a DNS name (what a gateway's clients can dial)."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9.]+", value):
+        return False  # looks like IPv4 but is not one (999.1.1.1, 10.0.0)
+    return is_dns1123_subdomain(value.lower().rstrip("."))
+
+
+def _check_linkerd(linkerd: LinkerdSpec) -> list[Problem]:
+    if PROBE_PATH.match(linkerd.probe.path):
+        return []
+    return [Problem("meshboot:linkerd.probe.path",
+                    f"{echo(linkerd.probe.path)} is not an absolute HTTP path (starts with '/', "
+                    "printable ASCII, no spaces)")]
 
 
 def _check_mesh(mesh: MeshSpec) -> list[Problem]:
     out = label_problem("meshboot:mesh.id", mesh.id, "mesh id")
     if not is_dns1123_subdomain(mesh.trust_domain):
         out.append(Problem("meshboot:mesh.trustDomain",
-                           f"{mesh.trust_domain!r} is not a DNS-1123 subdomain"))
+                           f"{echo(mesh.trust_domain)} is not a DNS-1123 subdomain"))
     if mesh.revision is not None:
         out += label_problem("meshboot:mesh.revision", mesh.revision, "revision")
         if mesh.provider != "istio":
@@ -71,12 +125,12 @@ def _check_pki(pki: PkiSpec, mesh: MeshSpec, base_dir: Path | None) -> list[Prob
     out: list[Problem] = []
     if pki.key_algorithm not in KEY_ALGORITHMS:
         out.append(Problem("meshboot:pki.keyAlgorithm",
-                           f"unknown key algorithm {pki.key_algorithm!r} "
+                           f"unknown key algorithm {echo(pki.key_algorithm)} "
                            f"(one of: {', '.join(KEY_ALGORITHMS)})"))
     elif mesh.provider == "linkerd" and pki.key_algorithm != "ecdsa-p256":
         out.append(Problem("meshboot:pki.keyAlgorithm",
                            f"Linkerd requires ecdsa-p256 for its trust anchor and issuers, "
-                           f"got {pki.key_algorithm!r}"))
+                           f"got {echo(pki.key_algorithm)}"))
     for key, days in (("rootValidityDays", pki.root_validity_days),
                       ("intermediateValidityDays", pki.intermediate_validity_days)):
         if days <= pki.renew_before_days:
@@ -111,7 +165,7 @@ def _check_root_import(pki: PkiSpec, base_dir: Path | None) -> list[Problem]:
             path = Path(file) if base_dir is None else base_dir / file
             if not path.is_file():
                 out.append(Problem(f"meshboot:pki.rootCa.{file_key}",
-                                   f"file {str(path)!r} does not exist"))
+                                   f"file {echo(str(path))} does not exist"))
     return out
 
 
@@ -120,20 +174,20 @@ def _check_api_server(path: str, value: str) -> list[Problem]:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:
-        return [Problem(path, f"invalid URL {value!r}: {exc}")]
+        return [Problem(path, f"invalid URL {echo(value)}: {str(exc)[:80]}")]
     if parts.scheme != "https" or not parts.hostname:
-        return [Problem(path, f"invalid URL {value!r}: expected https://<host>[:<port>]")]
+        return [Problem(path, f"invalid URL {echo(value)}: expected https://<host>[:<port>]")]
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        return [Problem(path, f"invalid URL {value!r}: expected https://<host>[:<port>] with no "
+        return [Problem(path, f"invalid URL {echo(value)}: expected https://<host>[:<port>] with no "
                               "path, query or credentials")]
     host = parts.hostname
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if not is_dns1123_subdomain(host.lower()):
-            return [Problem(path, f"invalid URL {value!r}: {host!r} is not a valid host name")]
+            return [Problem(path, f"invalid URL {echo(value)}: {echo(host)} is not a valid host name")]
     if port == 0:
-        return [Problem(path, f"invalid URL {value!r}: port 0")]
+        return [Problem(path, f"invalid URL {echo(value)}: port 0")]
     return []
 
 
@@ -146,15 +200,15 @@ def _check_clusters(clusters: dict[int, ClusterSpec], mesh_id: str) -> list[Prob
         base = f"meshboot:clusters[{i}]"
         out += label_problem(f"{base}.name", c.name, "cluster name")
         if names[c.name] > 1:
-            out.append(Problem(f"{base}.name", f"duplicate cluster name {c.name!r}"))
+            out.append(Problem(f"{base}.name", f"duplicate cluster name {echo(c.name)}"))
         api_problems = _check_api_server(f"{base}.apiServer", c.api_server)
         out += api_problems
         if not api_problems and servers[_normal_server(c.api_server)] > 1:
             out.append(Problem(f"{base}.apiServer",
-                               f"{c.api_server!r} is used by more than one cluster"))
+                               f"{echo(c.api_server)} is used by more than one cluster"))
         if not LABEL_VALUE.match(c.network) or len(c.network) > 63:
             out.append(Problem(f"{base}.network",
-                               f"{c.network!r} is not a valid Kubernetes label value"))
+                               f"{echo(c.network)} is not a valid Kubernetes label value"))
         if c.mesh_id is not None:
             out += label_problem(f"{base}.meshId", c.mesh_id, "mesh id")
         if c.zone and not c.region:
@@ -163,20 +217,24 @@ def _check_clusters(clusters: dict[int, ClusterSpec], mesh_id: str) -> list[Prob
             if not c.primary:
                 out.append(Problem(f"{base}.primary", "a remote cluster needs its primary"))
             elif c.primary not in by_name:
-                out.append(Problem(f"{base}.primary", f"unknown cluster {c.primary!r}"))
+                out.append(Problem(f"{base}.primary", f"unknown cluster {echo(c.primary)}"))
             elif by_name[c.primary].role != "primary":
                 out.append(Problem(f"{base}.primary",
-                                   f"{c.primary!r} is a remote cluster; a remote must point "
+                                   f"{echo(c.primary)} is a remote cluster; a remote must point "
                                    "at a primary"))
             elif (c.mesh_id or mesh_id) != (by_name[c.primary].mesh_id or mesh_id):
                 out.append(Problem(f"{base}.meshId",
-                                   f"remote {c.name!r} is on mesh id {c.mesh_id or mesh_id!r} "
-                                   f"but its primary {c.primary!r} is on mesh id "
-                                   f"{by_name[c.primary].mesh_id or mesh_id!r}"))
+                                   f"remote {echo(c.name)} is on mesh id {echo(c.mesh_id or mesh_id)} "
+                                   f"but its primary {echo(c.primary)} is on mesh id "
+                                   f"{echo(by_name[c.primary].mesh_id or mesh_id)}"))
         elif c.primary:
             out.append(Problem(f"{base}.primary", "only clusters with role remote have a primary"))
-        if c.east_west_gateway.address is not None and not c.east_west_gateway.address.strip():
+        address = c.east_west_gateway.address
+        if address is not None and not address.strip():
             out.append(Problem(f"{base}.eastWestGateway.address", "must not be empty"))
+        elif address is not None and not is_address(address):
+            out.append(Problem(f"{base}.eastWestGateway.address",
+                               f"{echo(address)} is not an IPv4/IPv6 address or a DNS name"))
     return out
 
 
@@ -200,7 +258,7 @@ def _check_services(services: dict[int, ServiceSpec], clusters: set[str]) -> lis
                                f"duplicate service {s.namespace}/{s.name}"))
         for j, cname in enumerate(s.clusters):
             if cname not in clusters:
-                out.append(Problem(f"{base}.clusters[{j}]", f"unknown cluster {cname!r}"))
+                out.append(Problem(f"{base}.clusters[{j}]", f"unknown cluster {echo(cname)}"))
         if len(set(s.clusters)) != len(s.clusters):
             out.append(Problem(f"{base}.clusters", "lists a cluster more than once"))
         port_names = Counter(p.name for p in s.ports)
@@ -208,7 +266,7 @@ def _check_services(services: dict[int, ServiceSpec], clusters: set[str]) -> lis
         for j, p in enumerate(s.ports):
             out += label_problem(f"{base}.ports[{j}].name", p.name, "port name")
             if port_names[p.name] > 1:
-                out.append(Problem(f"{base}.ports[{j}].name", f"duplicate port name {p.name!r}"))
+                out.append(Problem(f"{base}.ports[{j}].name", f"duplicate port name {echo(p.name)}"))
             if port_nums[p.port] > 1:
                 out.append(Problem(f"{base}.ports[{j}].port", f"duplicate port {p.port}"))
     return out

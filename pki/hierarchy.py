@@ -29,6 +29,10 @@ from cryptography import x509
 from .ca import CA, PROFILES, fingerprint, utcnow, verify_issued_by
 from .keys import KeyAlgorithm, key_algorithm_of
 
+# Same bound as the spec's (clusters.spec.MAX_VALIDITY_DAYS); the PKI package
+# does not import the spec.
+MAX_VALIDITY_DAYS = 36500
+
 __all__ = [
     "MeshPKI",
     "PkiParams",
@@ -73,6 +77,9 @@ def validate_params(params: PkiParams) -> None:
     for name in ("root_validity_days", "intermediate_validity_days"):
         if getattr(params, name) <= 0:
             raise ValueError(f"{name} must be positive")
+        if getattr(params, name) > MAX_VALIDITY_DAYS:
+            raise ValueError(f"{name} must be at most {MAX_VALIDITY_DAYS} (100 years): "
+                             "later notAfter dates approach what X.509 can express (year 9999)")
     if params.renew_before_days < 0:
         raise ValueError("renew_before_days must not be negative")
     if params.renew_before_days >= params.intermediate_validity_days:

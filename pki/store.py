@@ -20,17 +20,23 @@ Why it is this careful:
   trust domain or imported root) is **never** silently overwritten: a
   :class:`PkiStoreError` names the store and what differs;
 * clusters removed from the spec keep their files (someone may still need them to
-  roll back), they are just not returned.
+  roll back), they are just not returned;
+* files or directories others can read (copied around, restored from a backup) are
+  set back to 0600/0700, with a warning in :attr:`PkiStore.warnings`;
+* a store the user cannot write (a read-only checkout or mount) still loads as long as
+  nothing needs issuing; only an actual write fails, with a :class:`PkiStoreError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,15 @@ __all__ = ["PASSPHRASE_ENV", "PkiStore", "PkiStoreError"]
 PASSPHRASE_ENV = "MESHBOOT_PKI_PASSPHRASE"
 _META_VERSION = 1
 _CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_FILE_MODE, _DIR_MODE = 0o600, 0o700
+# meta.json field -> JSON type; a hand-edited or foreign file is refused, not half-used.
+_META_TYPES: dict[str, tuple[type, str]] = {
+    "version": (int, "a number"), "mesh_id": (str, "a string"), "profile": (str, "a string"),
+    "key_algorithm": (str, "a string"), "trust_domain": (str, "a string"),
+    "root_fingerprint": (str, "a string"), "root_imported": (bool, "true or false"),
+    "clusters": (dict, "an object"),
+}
+_READ_ONLY_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class PkiStoreError(Exception):
@@ -56,6 +71,8 @@ class PkiStore:
     def __init__(self, path: Path | str, passphrase: bytes | None = None) -> None:
         self.path = Path(path)
         self.passphrase = passphrase or None
+        # What the last call fixed or found odd but could work with; the CLI prints these.
+        self.warnings: list[str] = []
 
     @classmethod
     def from_env(cls, path: Path | str) -> PkiStore:
@@ -79,8 +96,10 @@ class PkiStore:
         validate_params(params)
         for cluster in params.clusters:
             _check_cluster_name(cluster)
+        self.warnings = []
         created = self._missing_dirs(self.path)
         self._ensure_dir(self.path)
+        self._enforce_modes()
         try:
             return self._load_or_build_locked(params, now, before_write)
         except BaseException:
@@ -129,6 +148,19 @@ class PkiStore:
 
     def exists(self) -> bool:
         return (self.path / "meta.json").exists()
+
+    def mode_problems(self) -> list[tuple[Path, int, int]]:
+        """(path, mode, wanted mode) of every store entry group or others can access."""
+        if not self.path.is_dir():
+            return []
+        out = []
+        for entry in [self.path, *sorted(self.path.rglob("*"))]:
+            if entry.is_symlink():
+                continue
+            mode = stat.S_IMODE(entry.lstat().st_mode)
+            if mode & 0o077:
+                out.append((entry, mode, _DIR_MODE if entry.is_dir() else _FILE_MODE))
+        return out
 
     def check(self, params: PkiParams) -> list[str]:
         """Problems that :meth:`load_or_build` would raise, without writing anything."""
@@ -191,15 +223,25 @@ class PkiStore:
     def _read_meta(self) -> dict[str, Any] | None:
         path = self.path / "meta.json"
         try:
-            text = path.read_text()
+            text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise PkiStoreError(f"PKI store {self.path}: cannot read meta.json ({exc.strerror})") \
+                from exc
+        except UnicodeDecodeError as exc:
+            raise PkiStoreError(f"PKI store {self.path}: meta.json is corrupt: not UTF-8 at byte "
+                                f"offset {exc.start}") from exc
         try:
             meta = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise PkiStoreError(f"PKI store {self.path}: meta.json is corrupt: {exc}") from exc
         if not isinstance(meta, dict):
             raise PkiStoreError(f"PKI store {self.path}: meta.json is not an object")
+        problems = _meta_type_problems(meta)
+        if problems:
+            raise PkiStoreError(f"PKI store {self.path}: meta.json is corrupt: "
+                                + "; ".join(problems) + ". Nothing was changed.")
         return meta
 
     def _load_key(self, path: Path) -> Any:
@@ -225,8 +267,13 @@ class PkiStore:
 
     def _load_ca(self, directory: Path) -> CA:
         """Load cert + key; key problems raise, a cert/key mismatch raises ValueError."""
-        key = self._load_key(directory / "key.pem")
-        certs = certs_from_pem((directory / "cert.pem").read_bytes())
+        try:
+            key = self._load_key(directory / "key.pem")
+            certs = certs_from_pem((directory / "cert.pem").read_bytes())
+        except OSError as exc:
+            raise PkiStoreError(f"PKI store {self.path}: cannot read "
+                                f"{Path(exc.filename or directory).relative_to(self.path)} "
+                                f"({exc.strerror})") from exc
         if len(certs) != 1:
             raise ValueError(f"{directory / 'cert.pem'} must hold exactly one certificate")
         return CA.from_key(certs[0], key)
@@ -294,7 +341,10 @@ class PkiStore:
 
     def _write_file(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        except OSError as exc:
+            raise self._not_writable(path, exc) from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -333,26 +383,74 @@ class PkiStore:
         return self.path.joinpath(*parts)
 
     def _ensure_dir(self, directory: Path) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if directory.stat().st_mode & 0o077:
-            # a directory we own that is readable by others (pre-created by hand)
-            os.chmod(directory, 0o700)
+        if directory.is_dir():
+            return  # modes of existing directories: _enforce_modes
+        try:
+            directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._not_writable(directory, exc, "create directory") from exc
+
+    def _not_writable(self, path: Path, exc: OSError, what: str = "write") -> PkiStoreError:
+        shown: Path | str = path.relative_to(self.path) if path.is_relative_to(self.path) else path
+        if path == self.path:
+            shown = "its directory"
+        return PkiStoreError(
+            f"PKI store {self.path}: cannot {what} {shown} ({exc.strerror}); the store must be "
+            "writable to create or renew certificates"
+        )
+
+    def _enforce_modes(self) -> None:
+        for entry, mode, wanted in self.mode_problems():
+            shown = entry.relative_to(self.path)
+            try:
+                os.chmod(entry, wanted)
+                done = f"set to {wanted:04o}"
+            except OSError as exc:
+                done = f"could not set {wanted:04o}: {exc.strerror}"
+            self.warnings.append(f"PKI store {self.path}: {shown} was accessible to group/others "
+                                 f"(mode {mode:04o}); {done}")
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Serialise concurrent renders of the same environment."""
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd: int | None = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY_ERRORS:
+                raise
+            # A store we cannot write: lock the existing lock file read-only (flock
+            # does not care how it was opened), or go without: a write would fail
+            # anyway, and every file is replaced atomically, so a read sees whole files.
+            try:
+                fd = os.open(self.path / ".lock", os.O_RDONLY)
+            except OSError:
+                fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
 
 def _check_cluster_name(name: str) -> None:
     # Cluster names become directory names: refuse anything that could escape.
     if not _CLUSTER_NAME.match(name) or len(name) > 63:
         raise PkiStoreError(f"cluster name {name!r} is not a DNS-1123 label")
+
+
+def _meta_type_problems(meta: dict[str, Any]) -> list[str]:
+    out = []
+    for key, (kind, name) in _META_TYPES.items():
+        value = meta.get(key)
+        if key in meta and not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+            out.append(f"{key!r} should be {name}, got {json.dumps(value)[:40]}")
+    clusters = meta.get("clusters")
+    for cluster, inputs in clusters.items() if isinstance(clusters, dict) else ():
+        if not isinstance(inputs, dict):
+            out.append(f"'clusters.{cluster}' should be an object, got {json.dumps(inputs)[:40]}")
+    return out
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (spec, PKI store mismatch), 1 anything else.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,13 @@ def _load(config: Path) -> LoadedSpec:
     from stacks.build import with_plan_problems
 
     try:
-        return load_stack_file(config)
+        loaded = load_stack_file(config)
     except SpecError as err:
         _fail_spec(with_plan_problems(err))
         raise AssertionError("unreachable") from err
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning.render(loaded.source)}", err=True)
+    return loaded
 
 
 def default_pki_dir(loaded: LoadedSpec) -> Path:
@@ -51,13 +55,18 @@ class _RootRefused(Exception):
 
 def _load_pki(loaded: LoadedSpec, pki_dir: Path, shown_as: Path | None = None,
               before_write: Any = None) -> Any:
-    """The mesh PKI from the store (created or renewed as needed); exit 2 on mismatch."""
+    """The mesh PKI from the store (created or renewed as needed); exit 2 on mismatch.
+
+    ``shown_as``: the store ``pki_dir`` is a scratch copy of; its warnings are
+    about the copy, so they are not printed (preflight reports the real store's).
+    """
     from pki.store import PkiStore, PkiStoreError
     from stacks.common import pki_params
 
+    store = PkiStore(pki_dir, _passphrase())
     try:
-        return PkiStore(pki_dir, _passphrase()).load_or_build(
-            pki_params(loaded.spec, loaded.base_dir), before_write=before_write)
+        return store.load_or_build(pki_params(loaded.spec, loaded.base_dir),
+                                   before_write=before_write)
     except PkiStoreError as err:
         message = str(err) if shown_as is None else str(err).replace(str(pki_dir), str(shown_as))
         click.echo(f"error: PKI store: {message}", err=True)
@@ -65,8 +74,11 @@ def _load_pki(loaded: LoadedSpec, pki_dir: Path, shown_as: Path | None = None,
         click.echo(f"error: {err}", err=True)
     except ValueError as err:  # e.g. an imported root that is not a usable CA
         click.echo(f"error: {loaded.source}: meshboot:pki.rootCa: {err}", err=True)
-    except OSError as err:
-        click.echo(f"error: PKI store {shown_as or pki_dir}: {err.strerror or err}", err=True)
+    except OSError as err:  # e.g. a path component that is a file
+        click.echo(f"error: PKI store {shown_as or pki_dir}: cannot use it ({err.strerror})", err=True)
+    finally:
+        for warning in store.warnings if shown_as is None else []:
+            click.echo(f"warning: {warning}", err=True)
     sys.exit(EXIT_SPEC)
 
 
@@ -86,6 +98,13 @@ def _describe_root(source: str, pki_dir: Path, loaded: LoadedSpec) -> str:
         return f"from the PKI store {pki_dir}"
     return (f"NEW, generated now into the PKI store {pki_dir}; keep it in the stack file "
             f"with `meshboot pki init --config {loaded.source}`")
+
+
+def _os_reason(err: OSError | shutil.Error) -> str:
+    if isinstance(err, shutil.Error):  # copytree: a list of (src, dst, reason)
+        src, _, reason = err.args[0][0]
+        return f"{src}: {reason}"
+    return f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror)
 
 
 class _Group(click.Group):
@@ -263,21 +282,30 @@ def preflight(config: Path, pki_dir: Path | None) -> None:
     linkerd-identity checks of `linkerd check`. Exit 1 if a check fails
     (warnings, like "valid for less than 60 days", do not fail).
     """
-    import shutil
     import tempfile
 
     from pki.bundles import istio_cacerts
     from pki.checks import istio_cacerts_checks, linkerd_identity_checks
+    from pki.store import PkiStore
 
     loaded = _load(config)
     pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
-    if not (pki_dir / "meta.json").exists():
-        click.echo(f"error: no PKI store at {pki_dir}; run `meshboot render` first", err=True)
-        sys.exit(1)
+    if not (pki_dir / "meta.json").is_file():
+        click.echo(f"error: no PKI store at {pki_dir} (no meta.json); run `meshboot render` "
+                   "first to create it, or point --pki-dir at it", err=True)
+        sys.exit(EXIT_SPEC)
+    for path, mode, wanted in PkiStore(pki_dir).mode_problems():
+        click.echo(f"warning: PKI store {pki_dir}: {path.relative_to(pki_dir)} is accessible to "
+                   f"group/others (mode {mode:04o}); `meshboot render` sets it to {wanted:04o}",
+                   err=True)
     with tempfile.TemporaryDirectory() as tmp:
         # Work on a copy: a check must never re-issue or rewrite the real store.
         copy = Path(tmp) / "pki"
-        shutil.copytree(pki_dir, copy)
+        try:
+            shutil.copytree(pki_dir, copy, ignore=shutil.ignore_patterns(".lock"))
+        except (OSError, shutil.Error) as err:
+            click.echo(f"error: PKI store {pki_dir}: cannot read it ({_os_reason(err)})", err=True)
+            sys.exit(EXIT_SPEC)
         mesh_pki = _load_pki(loaded, copy, shown_as=pki_dir)
     failed = False
     for cluster in loaded.spec.cluster_names:

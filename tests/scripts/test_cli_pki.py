@@ -64,7 +64,7 @@ def test_preflight_passes_on_a_fresh_store_and_never_writes(tmp_path: Path) -> N
     runner = CliRunner()
     missing = runner.invoke(cli, ["preflight", "--config", str(config),
                                   "--pki-dir", str(tmp_path / "pki")])
-    assert missing.exit_code == 1 and "no PKI store" in missing.output
+    assert missing.exit_code == 2 and "no PKI store" in missing.output  # an environment fault
     assert not (tmp_path / "pki").exists()
     rendered = runner.invoke(cli, ["render", "--config", str(config), "--out",
                                    str(tmp_path / "out"), "--pki-dir", str(tmp_path / "pki")])
