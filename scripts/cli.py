@@ -93,10 +93,10 @@ def _root_source(loaded: LoadedSpec, pki_dir: Path) -> str:
 
 def _describe_root(source: str, pki_dir: Path, loaded: LoadedSpec) -> str:
     if source == "imported":
-        return f"imported from {loaded.source} (meshboot:pki.rootCa)"
+        return f"imported: from {loaded.source} (meshboot:pki.rootCa)"
     if source == "store":
-        return f"from the PKI store {pki_dir}"
-    return (f"NEW, generated now into the PKI store {pki_dir}; keep it in the stack file "
+        return f"from the store: the PKI store {pki_dir}"
+    return (f"new: generated now into the PKI store {pki_dir}; keep it in the stack file "
             f"with `meshboot pki init --config {loaded.source}`")
 
 
@@ -237,7 +237,7 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
     click.echo(summary.text())
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
-    click.echo(f"root CA: SHA-256 {root_fp}, {_describe_root(source, pki_dir, loaded)}")
+    click.echo(f"root CA: SHA-256 {root_fp} ({_describe_root(source, pki_dir, loaded)})")
     if previous and root_fp not in previous:
         click.echo(f"root CA REPLACED (--new-root): the previous render used {', '.join(sorted(previous))}")
     click.echo(f"PKI store: {pki_dir} ({'encrypted keys' if _passphrase() else 'keys unencrypted'})")

@@ -209,7 +209,7 @@ def test_a_new_root_is_refused_over_a_render_of_another_root(tmp_path: Path,
     first = render(config, out, tmp_path / "pki")
     assert first.exit_code == 0
     old_fp = sha256_of_root_in(out)
-    assert f"root CA: SHA-256 {old_fp}, NEW" in first.output
+    assert f"root CA: SHA-256 {old_fp} (new: generated now" in first.output
     before = snapshot(out)
     # A machine without the store (CI runner, rebuilt laptop) would generate a new root.
     result = render(config, out, tmp_path / "fresh-pki")
@@ -251,7 +251,7 @@ def test_same_store_rerenders_without_questions(tmp_path: Path, config: Path) ->
     assert render(config, out, tmp_path / "pki").exit_code == 0
     again = render(config, out, tmp_path / "pki")
     assert again.exit_code == 0
-    assert f"from the PKI store {tmp_path / 'pki'}" in again.output
+    assert f"(from the store: the PKI store {tmp_path / 'pki'})" in again.output
 
 
 # ------------------------------------------------------------------ atomicity and locking
