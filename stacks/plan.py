@@ -128,12 +128,48 @@ class ClusterPlan:
                 yield s, obj
 
 
+@dataclass(frozen=True)
+class StepRef:
+    """A step of one cluster, or one object of it (``obj``: kind, namespace, name)."""
+
+    cluster: str
+    step: str
+    obj: tuple[str, str, str] | None = None
+
+    def text(self) -> str:
+        what = f"{self.cluster}/{self.step}"
+        return what if self.obj is None else f"{what} ({self.obj[0]} {self.obj[1]}/{self.obj[2]})"
+
+
+@dataclass(frozen=True)
+class CrossClusterDep:
+    """``waiter`` may be applied only once ``target`` (in another cluster) exists.
+
+    Pulumi turns it into ``depends_on``; Flux cannot express dependencies across
+    clusters, so render prints it and writes it into its marker.
+    """
+
+    waiter: StepRef
+    target: StepRef
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        def ref(r: StepRef) -> dict[str, Any]:
+            out: dict[str, Any] = {"cluster": r.cluster, "step": r.step}
+            if r.obj is not None:
+                out["object"] = {"kind": r.obj[0], "namespace": r.obj[1], "name": r.obj[2]}
+            return out
+        return {"apply": ref(self.waiter), "after": ref(self.target), "why": self.reason}
+
+
 @dataclass
 class MeshPlan:
     provider: str
     mesh_id: str
     clusters: list[ClusterPlan]
     notes: list[str] = field(default_factory=list)
+    # Order across clusters, beyond each cluster's own step order.
+    order: list[CrossClusterDep] = field(default_factory=list)
 
     def cluster(self, name: str) -> ClusterPlan:
         for c in self.clusters:

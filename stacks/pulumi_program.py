@@ -32,6 +32,7 @@ from pki.provider import IntermediateCA, RootCA
 from stacks.common import pki_params
 from stacks.plan import (
     ClusterPlan,
+    CrossClusterDep,
     GatewayAddressRef,
     KubeconfigRef,
     MeshPlan,
@@ -174,6 +175,7 @@ class MeshEnvironment(pulumi.ComponentResource):
                 context=cspec.context,
                 opts=pulumi.ResourceOptions(parent=comp, additional_secret_outputs=["kubeconfig"]))
             self.clusters[cp.cluster] = _ClusterState(cspec, cp, comp, provider)
+        self.order = plan.order
         self._gateway_addresses: dict[str, pulumi.Output[str]] = {}
         self._kubeconfigs: dict[tuple[str, str, str], pulumi.Output[str]] = {}
         self._build_all()
@@ -202,6 +204,9 @@ class MeshEnvironment(pulumi.ComponentResource):
     def _ready(self, st: _ClusterState, step: Step) -> bool:
         if any(dep not in st.done for dep in step.after):
             return False
+        for dep in self._cross(st, step):
+            if dep.target.step not in self.clusters[dep.target.cluster].done:
+                return False
         for ref in _refs(step):
             if isinstance(ref, GatewayAddressRef) and not ref.fixed:
                 if ref.after_step not in self.clusters[ref.cluster].done:
@@ -210,6 +215,19 @@ class MeshEnvironment(pulumi.ComponentResource):
                 if ref.token_secret not in self.clusters[ref.target].secrets:
                     return False
         return True
+
+    def _cross(self, st: _ClusterState, step: Step) -> list[CrossClusterDep]:
+        return [d for d in self.order
+                if d.waiter.cluster == st.plan.cluster and d.waiter.step == step.name]
+
+    def _targets(self, dep: CrossClusterDep) -> list[pulumi.Resource]:
+        """The resources ``dep`` waits for: one Secret, or the target step's resources."""
+        target = self.clusters[dep.target.cluster]
+        if dep.target.obj is not None:
+            kind, ns, name = dep.target.obj
+            if kind == "Secret" and (ns, name) in target.secrets:
+                return [target.secrets[(ns, name)]]
+        return target.done[dep.target.step]
 
     def _resolver(self) -> Callable[[Ref], Any]:
         def resolver(ref: Ref) -> Any:
@@ -252,6 +270,12 @@ class MeshEnvironment(pulumi.ComponentResource):
     def _build_step(self, st: _ClusterState, step: Step) -> list[pulumi.Resource]:
         cluster = st.plan.cluster
         deps = [r for dep in step.after for r in st.done[dep]]
+        per_object: dict[tuple[str, str, str], list[pulumi.Resource]] = {}
+        for cross in self._cross(st, step):
+            if cross.waiter.obj is None:
+                deps += self._targets(cross)
+            else:
+                per_object.setdefault(cross.waiter.obj, []).extend(self._targets(cross))
         opts = pulumi.ResourceOptions(parent=st.component, provider=st.provider,
                                       depends_on=deps)
         resolver = self._resolver()
@@ -274,7 +298,11 @@ class MeshEnvironment(pulumi.ComponentResource):
         plain = []
         for obj in step.objects:
             if is_secret(obj):
-                made.append(self._secret(st, obj, resolver, opts))
+                meta = obj["metadata"]
+                extra = per_object.get(("Secret", meta.get("namespace", "default"), meta["name"]))
+                made.append(self._secret(st, obj, resolver, opts if not extra else
+                                         pulumi.ResourceOptions.merge(
+                                             opts, pulumi.ResourceOptions(depends_on=extra))))
             else:
                 plain.append(resolve(obj, resolver))
         if plain:

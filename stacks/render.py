@@ -35,6 +35,7 @@ from stacks.labels import MANAGED
 from stacks.object_count import count_objects, helm_sources
 from stacks.output import OutputFile, OutputTree
 from stacks.plan import (
+    CrossClusterDep,
     GatewayAddressRef,
     HelmRelease,
     MeshPlan,
@@ -91,6 +92,7 @@ class RenderSummary:
     secrets: dict[str, list[str]] = field(default_factory=dict)    # cluster -> files
     deferred: dict[str, list[str]] = field(default_factory=dict)   # cluster -> descriptions
     notes: list[str] = field(default_factory=list)
+    order: list[CrossClusterDep] = field(default_factory=list)
 
     def text(self) -> str:
         lines = [f"rendered {sum(self.objects.values())} objects (Secrets, Flux HelmReleases "
@@ -107,6 +109,16 @@ class RenderSummary:
             lines.append(f"+{len(deferred)} created by `pulumi up` only (they need tokens of "
                          "live clusters):")
             lines.extend(f"  {c}: {d}" for c, d in deferred)
+        if self.order:
+            lines.append("cross-cluster order (Flux cannot express it; `pulumi up` follows it, "
+                         "also in .meshboot-render.json \"order\"):")
+            for dep in self.order:
+                target = dep.target.text()
+                if dep.target.obj is not None and \
+                        f"{dep.target.obj[0]} {dep.target.obj[1]}/{dep.target.obj[2]}" in \
+                        self.deferred.get(dep.target.cluster, []):
+                    target += " [created by `pulumi up` only]"
+                lines.append(f"  {dep.waiter.text()} after {target}: {dep.reason}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -268,6 +280,8 @@ def render_outputs(plan: MeshPlan, mesh_pki: Any, source: str, tree: OutputTree,
     summary = RenderSummary(out_dir=tree.shown, secrets_dir=secrets_tree.shown
                             if secrets_tree else None)
     files = render_files(plan, PkiResolver(mesh_pki), summary, source)
+    summary.order = list(plan.order)
+    marker = {**marker, "order": [dep.as_dict() for dep in plan.order]}
     main, secrets = split_outputs(files, secrets_tree is not None)
     if secrets_tree is not None:
         secrets_tree.commit(secrets, {**marker, "secrets": "this tree"})

@@ -22,6 +22,7 @@ from stacks.common import (
     service_account_token_secret,
     service_namespaces,
 )
+from stacks.istio.order import cross_cluster_order
 from stacks.labels import MANAGED
 from stacks.plan import (
     ClusterPlan,
@@ -287,4 +288,5 @@ def build_istio_plan(spec: Spec, policy: dict[str, list[dict[str, Any]]] | None 
         notes.append(f"reader tokens at generation {spec.mesh.token_generation}: `pulumi up` "
                      "replaces the remote secrets and deletes the previous token Secrets; "
                      "check `istioctl remote-clusters` shows every cluster synced")
-    return MeshPlan(provider="istio", mesh_id=spec.mesh.id, clusters=plans, notes=notes)
+    return MeshPlan(provider="istio", mesh_id=spec.mesh.id, clusters=plans, notes=notes,
+                    order=cross_cluster_order(spec, plans))
