@@ -333,7 +333,8 @@ def locality_checks(cluster: ClusterSpec, index: int, nodes: list[NodeLocality])
     if problems:
         add("region", "FAIL", "; ".join(problems))
     else:
-        add("region", "ok", f"all {_count(nodes)} in {region}")
+        add("region", "ok", f"all {_count(nodes)} in {region}" if len(inside) == len(nodes)
+            else f"{len(inside)} of {_count(nodes)} in {region}")
 
     # zone
     if zone:
@@ -362,7 +363,7 @@ def locality_checks(cluster: ClusterSpec, index: int, nodes: list[NodeLocality])
     unlabelled_cp = [n for n in cp_only if not n.region or (zone and not n.zone)]
     if unlabelled_cp:
         add("control-plane nodes", "info",
-            f"{_names(unlabelled_cp)} lack locality labels; not failed: workloads are not "
+            f"no locality labels on {_names(unlabelled_cp)}; not failed: workloads are not "
             "scheduled there (NoSchedule control-plane taint)")
     beta = [n for n in nodes if n.beta]
     if beta:
