@@ -67,7 +67,12 @@ def find_kubeconfig(cluster: ClusterSpec, base_dir: Path, env: dict[str, str] | 
         candidates.append(Path(env.get("HOME", "~")).expanduser() / ".kube" / "config")
     for p in candidates:
         if p.is_file():
-            return KubeconfigSource(p.read_text(), p)
+            try:
+                return KubeconfigSource(p.read_text(), p)
+            except OSError as err:
+                raise KubeconfigError(f"{p}: cannot read it ({err.strerror or err})") from None
+            except UnicodeDecodeError:
+                raise KubeconfigError(f"{p}: not a kubeconfig (not UTF-8 text)") from None
     where = ", ".join(str(p) for p in candidates)
     key = f"meshboot:clusters[{'' if index is None else index}].kubeconfig"
     raise KubeconfigError(f"{key}: cluster {cluster.name!r} has no kubeconfig (looked at {where}); "
@@ -161,7 +166,11 @@ def client_config(source: KubeconfigSource, context: str | None, base_dir: Path)
         raise KubeconfigError(f"{where_ctx}: cluster {cluster_name!r} has no server")
     if "://" not in server:
         server = "https://" + server
-    parts = urlsplit(server)
+    try:
+        parts = urlsplit(server)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as err:
+        raise KubeconfigError(f"{where_ctx}: server {server!r} is not a URL ({err})") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise KubeconfigError(f"{where_ctx}: server {server!r} is not an http(s) URL")
     if cluster.get("proxy-url"):
@@ -186,7 +195,11 @@ def client_config(source: KubeconfigSource, context: str | None, base_dir: Path)
 
     token = user.get("token")
     if not token and user.get("tokenFile"):
-        token = _file(user["tokenFile"], "tokenFile", relative_to, where_ctx).decode().strip()
+        token = _file(user["tokenFile"], "tokenFile", relative_to, where_ctx).decode(
+            "utf-8", "replace").strip()
+    if token and any(ord(ch) < 0x21 or ord(ch) == 0x7f for ch in str(token)):
+        raise KubeconfigError(f"{where_ctx}: user {user_name!r}: the token contains spaces or "
+                              "control characters")
     cert = _pem(user, "client-certificate", "client certificate", relative_to, where_ctx)
     key = _pem(user, "client-key", "client key", relative_to, where_ctx)
     if bool(cert) != bool(key):

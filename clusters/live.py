@@ -115,6 +115,10 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._server_name)
 
 
+def _reason(err: ssl.SSLError) -> str:
+    return str(err.reason or err.strerror or err.args[-1] if err.args else err)
+
+
 def _ssl_context(cfg: ClientConfig) -> ssl.SSLContext:
     if cfg.insecure:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -126,7 +130,7 @@ def _ssl_context(cfg: ClientConfig) -> ssl.SSLContext:
                 cadata=cfg.ca_pem.decode("ascii", "replace") if cfg.ca_pem else None)
         except ssl.SSLError as err:
             raise KubeconfigError(f"{cfg.source} (context {cfg.context!r}): the certificate "
-                                  f"authority is not a usable PEM certificate ({err.reason})") from None
+                                  f"authority is not a usable PEM certificate ({_reason(err)})") from None
     if cfg.client_cert_pem and cfg.client_key_pem:
         # ssl loads key pairs from files only: a private directory, removed at once.
         with tempfile.TemporaryDirectory(prefix="meshboot-live-") as tmp:
@@ -140,7 +144,7 @@ def _ssl_context(cfg: ClientConfig) -> ssl.SSLContext:
             except ssl.SSLError as err:
                 raise KubeconfigError(
                     f"{cfg.source} (context {cfg.context!r}): user {cfg.user!r}: the client "
-                    f"certificate and key are not a usable pair ({err.reason})") from None
+                    f"certificate and key are not a usable pair ({_reason(err)})") from None
     return ctx
 
 
@@ -190,7 +194,7 @@ class KubeClient:
                            f"({err.verify_message}); check certificate-authority in "
                            f"{self.cfg.source}") from None
         except ssl.SSLError as err:
-            raise ApiError(f"{server}: TLS handshake failed ({err.reason or err})") from None
+            raise ApiError(f"{server}: TLS handshake failed ({_reason(err)})") from None
         except TimeoutError:  # socket.timeout is an alias
             raise ApiError(f"{server}: no answer within {self.timeout:g} s") from None
         except (ConnectionError, OSError, http.client.HTTPException) as err:
@@ -231,7 +235,8 @@ class KubeClient:
             if not isinstance(items, list):
                 raise ApiError(f"{self.cfg.server}: /api/v1/nodes: items is not a list")
             nodes += [i for i in items if isinstance(i, dict)]
-            token = str((page.get("metadata") or {}).get("continue") or "")
+            meta = page.get("metadata")
+            token = str(meta.get("continue") or "") if isinstance(meta, dict) else ""
             if not token:
                 return nodes
         raise ApiError(f"{self.cfg.server}: /api/v1/nodes still paging after {MAX_PAGES} pages")
@@ -256,8 +261,9 @@ class NodeLocality:
 
 
 def node_locality(node: dict[str, Any]) -> NodeLocality:
-    meta = node.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    meta = node.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    labels = meta.get("labels")
     labels = labels if isinstance(labels, dict) else {}
     beta: list[str] = []
 
@@ -272,7 +278,9 @@ def node_locality(node: dict[str, Any]) -> NodeLocality:
     region = value(REGION_LABEL, BETA_REGION_LABEL)
     zone = value(ZONE_LABEL, BETA_ZONE_LABEL)
     subzone = value(SUBZONE_LABEL, None)
-    taints = ((node.get("spec") or {}).get("taints")) or []
+    spec = node.get("spec")
+    taints = spec.get("taints") if isinstance(spec, dict) else None
+    taints = taints if isinstance(taints, list) else []
     cp = any(isinstance(t, dict) and t.get("key") in CONTROL_PLANE_TAINTS
              and t.get("effect") in ("NoSchedule", "NoExecute") for t in taints)
     return NodeLocality(str(meta.get("name") or "?"), region, zone, subzone, tuple(beta), cp)

@@ -121,6 +121,10 @@ def serve(api: Api, root: CA, tmp: Path, dns_name: str | None = None) -> Iterato
             names = [v for k, v in (peer or {}).get("subjectAltName", ()) if k == "DNS"]
             auth = self.headers.get("Authorization", "")
             who = names[0] if names else auth.removeprefix("Bearer ") if auth else ""
+            if who == "no-rbac":
+                self._send(403, {"kind": "Status", "code": 403, "message":
+                                 'nodes is forbidden: User "viewer" cannot list resource "nodes"'})
+                return
             if who not in api.nodes:
                 self._send(401, {"kind": "Status", "message": "Unauthorized", "code": 401})
                 return
@@ -277,6 +281,16 @@ def test_wrong_token_is_a_clear_401(tmp_path: Path, root: CA) -> None:
     assert (f"east: [FAIL] live: API server: {a.url}: authentication failed (401 Unauthorized): "
             f"the API server does not accept user 'u' of context 'kind-east' (a bearer token) "
             f"from {tmp_path / 'east.kc'}") in result.output
+
+
+def test_a_user_without_rbac_for_nodes_is_a_clear_403(tmp_path: Path, root: CA) -> None:
+    api = Api({TOKEN: [node("e1", EAST)]})
+    with serve(api, root, tmp_path) as a:
+        east = kubeconfig(tmp_path / "east.kc", a.url, ca_pem=a.ca_pem, user={"token": "no-rbac"})
+        result, _ = preflight(stack(tmp_path, {"east": east}), "--cluster", "east")
+    assert result.exit_code == 1, result.output
+    assert ("may not list nodes (403 Forbidden: nodes is forbidden: User \"viewer\" cannot list "
+            "resource \"nodes\"); it needs `list` on `nodes` (cluster-wide)") in result.output
 
 
 def test_unreachable_server_fails_fast_and_cleanly(tmp_path: Path) -> None:
@@ -453,3 +467,32 @@ def test_rules_a_cluster_without_nodes_fails_when_the_spec_has_a_region() -> Non
     got = _statuses(_cluster(region="us-east1"), [])
     assert got["region/FAIL"] == ("no node is in meshboot:clusters[0].region 'us-east1' "
                                   "(the cluster has no nodes)")
+
+
+@pytest.mark.parametrize(("kubeconfig_text", "message"), [
+    ("current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+     "clusters: [{name: c, cluster: {server: 'https://[::1'}}]\nusers: [{name: u, user: {}}]\n",
+     "server 'https://[::1' is not a URL"),
+    ("current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+     "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', "
+     "certificate-authority-data: Zm9v}}]\nusers: [{name: u, user: {}}]\n",
+     "the certificate authority is not a usable PEM certificate"),
+    ("current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+     "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+     "users: [{name: u, user: {client-certificate-data: Zm9v}}]\n",
+     "has a client certificate without its key"),
+    ("current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+     "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+     "users: [{name: u, user: {auth-provider: {name: gcp}}}]\n",
+     "uses the 'gcp' auth-provider"),
+    ("apiVersion: v1\nkind: Config\nclusters: []\n", "no current-context"),
+    ("\xff\xfe not text", "not a kubeconfig (not UTF-8 text)"),
+])
+def test_unusable_kubeconfigs_are_bad_input(tmp_path: Path, kubeconfig_text: str,
+                                             message: str) -> None:
+    kc = tmp_path / "east.kc"
+    kc.write_bytes(kubeconfig_text.encode("latin-1"))
+    result, _ = preflight(stack(tmp_path, {"east": kc}), "--cluster", "east")
+    assert result.exit_code == 2, result.output
+    assert "east: [FAIL] live: kubeconfig: " in result.output
+    assert message in result.output
