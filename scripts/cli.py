@@ -275,21 +275,63 @@ def _root_from_state(path: Path, loaded: LoadedSpec, params: Any) -> Any:
               help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
 @click.option("--pki-dir", "pki_dir", type=click.Path(path_type=Path), default=None,
               help="Local PKI store (default: .meshboot/<env>/pki next to the stack file).")
-def preflight(config: Path, pki_dir: Path | None) -> None:
+@click.option("--live", is_flag=True, default=False,
+              help="Also connect to each cluster (its kubeconfig/context) and check that its "
+                   "nodes' topology.kubernetes.io/region and zone labels match the spec's "
+                   "region/zone: Istio takes locality from the nodes, not from the spec.")
+@click.option("--cluster", "only", multiple=True, metavar="NAME",
+              help="Check only this cluster (repeatable). Default: every cluster.")
+@click.option("--timeout", "timeout", type=click.FloatRange(min=0.1, max=300), default=10.0,
+              show_default=True, help="--live: seconds before a request to an API server gives up.")
+def preflight(config: Path, pki_dir: Path | None, live: bool, only: tuple[str, ...],
+              timeout: float) -> None:
     """Run the mesh's own certificate checks on the PKI store, without touching it.
 
     Istio: the reasons istiod refuses a cacerts Secret. Linkerd: the
-    linkerd-identity checks of `linkerd check`. Exit 1 if a check fails
-    (warnings, like "valid for less than 60 days", do not fail).
+    linkerd-identity checks of `linkerd check`. With --live, also read every
+    cluster's nodes and check their locality labels against the spec
+    (read-only: one paged GET /api/v1/nodes per cluster). Exit 1 if a check
+    fails (warnings, like "valid for less than 60 days", do not fail), 2 if a
+    kubeconfig is missing or unusable.
     """
+    loaded = _load(config)
+    unknown = [c for c in only if c not in loaded.spec.cluster_names]
+    if unknown:
+        click.echo(f"error: --cluster {', '.join(unknown)}: no such cluster in {loaded.source} "
+                   f"(clusters: {', '.join(loaded.spec.cluster_names)})", err=True)
+        sys.exit(EXIT_SPEC)
+    clusters = [c for c in loaded.spec.cluster_names if not only or c in only]
+    explicit_store = pki_dir is not None
+    pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
+    if live and not explicit_store and not (pki_dir / "meta.json").is_file():
+        # E.g. a mesh deployed with `pulumi up`, whose PKI lives in Pulumi state.
+        click.echo(f"warning: no PKI store at {pki_dir}: certificate checks skipped "
+                   "(`meshboot render` creates it, or point --pki-dir at it)", err=True)
+        failed = False
+    else:
+        failed = _preflight_pki(loaded, pki_dir, clusters)
+    bad_input = False
+    if live:
+        from clusters.live import check_cluster
+
+        for i, cspec in enumerate(loaded.spec.clusters):
+            if cspec.name not in clusters:
+                continue
+            for check in check_cluster(cspec, i, loaded.base_dir, timeout=timeout):
+                click.echo(check.line())
+                failed = failed or check.failed
+                bad_input = bad_input or check.config_error
+    sys.exit(EXIT_SPEC if bad_input else 1 if failed else 0)
+
+
+def _preflight_pki(loaded: LoadedSpec, pki_dir: Path, clusters: list[str]) -> bool:
+    """The offline certificate checks; True if one failed. Exit 2 without a usable store."""
     import tempfile
 
     from pki.bundles import istio_cacerts
     from pki.checks import istio_cacerts_checks, linkerd_identity_checks
     from pki.store import PkiStore
 
-    loaded = _load(config)
-    pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
     if not (pki_dir / "meta.json").is_file():
         click.echo(f"error: no PKI store at {pki_dir} (no meta.json); run `meshboot render` "
                    "first to create it, or point --pki-dir at it", err=True)
@@ -308,7 +350,7 @@ def preflight(config: Path, pki_dir: Path | None) -> None:
             sys.exit(EXIT_SPEC)
         mesh_pki = _load_pki(loaded, copy, shown_as=pki_dir)
     failed = False
-    for cluster in loaded.spec.cluster_names:
+    for cluster in clusters:
         if cluster in mesh_pki.reissued:
             click.echo(f"{cluster}: intermediate would be re-issued on the next run "
                        f"({mesh_pki.reasons.get(cluster, 'missing')})")
@@ -322,7 +364,7 @@ def preflight(config: Path, pki_dir: Path | None) -> None:
             detail = f": {check.message}" if check.message and not check.ok else ""
             click.echo(f"{cluster}: [{mark}] {check.name}{detail}")
             failed = failed or check.failed
-    sys.exit(1 if failed else 0)
+    return failed
 
 
 @cli.group()

@@ -27,6 +27,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from clusters.kubeconfig import KubeconfigError, find_kubeconfig
 from clusters.spec import ClusterSpec, Spec
 from pki.provider import IntermediateCA, RootCA
 from stacks.common import pki_params
@@ -63,28 +64,13 @@ def kubeconfig_contents(cluster: ClusterSpec, base_dir: Path,
     """The kubeconfig for a cluster's provider: inline, a file, or $KUBECONFIG.
 
     Passed explicitly: ``kubernetes.Provider`` would otherwise silently read
-    whatever KUBECONFIG points at.
+    whatever KUBECONFIG points at. The lookup is ``clusters.kubeconfig``'s
+    (shared with ``meshboot preflight --live``).
     """
-    env = dict(os.environ) if env is None else env
-    value = cluster.kubeconfig
-    if value and ("\n" in value or value.lstrip().startswith(("apiVersion", "{"))):
-        return value
-    candidates: list[Path] = []
-    if value:
-        p = Path(value).expanduser()
-        candidates.append(p if p.is_absolute() else base_dir / p)
-    else:
-        for part in env.get("KUBECONFIG", "").split(os.pathsep):
-            if part:
-                candidates.append(Path(part).expanduser())
-        candidates.append(Path(env.get("HOME", "~")).expanduser() / ".kube" / "config")
-    for p in candidates:
-        if p.is_file():
-            return p.read_text()
-    where = ", ".join(str(p) for p in candidates)
-    key = f"meshboot:clusters[{'' if index is None else index}].kubeconfig"
-    raise ProgramError(f"{key}: cluster {cluster.name!r} has no kubeconfig (looked at {where}); "
-                       "set it to a path or to the (secure) contents")
+    try:
+        return find_kubeconfig(cluster, base_dir, env, index).text
+    except KubeconfigError as err:
+        raise ProgramError(str(err)) from None
 
 
 def all_kubeconfigs(spec: Spec, base_dir: Path) -> dict[str, str]:
