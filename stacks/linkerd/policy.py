@@ -45,6 +45,8 @@ MANAGED = {"app.kubernetes.io/managed-by": "meshboot"}
 _HTTP_RETRY = {"5xx", "gateway-error"}
 _GRPC_RETRY = {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
 _BUILTIN_RETRY = {"connect-failure", "refused-stream", "reset-before-request"}
+# balancer.linkerd.io/failure-accrual-consecutive-max-penalty when unset.
+DEFAULT_MAX_PENALTY_SECONDS = 60
 
 _UNSUPPORTED: dict[str, str] = {
     "fault": "Linkerd has no fault injection (no delay/abort filter in its HTTPRoute support)",
@@ -161,6 +163,14 @@ def service_annotations(svc: ServiceSpec) -> dict[str, str]:
     if od.base_ejection_time is not None:
         out["balancer.linkerd.io/failure-accrual-consecutive-min-penalty"] = \
             single_unit_duration(od.base_ejection_time)
+        # The max penalty defaults to 60s and min_penalty <= max_penalty is required;
+        # otherwise the policy controller only logs a warning and the Service gets no
+        # failure accrual at all (policy-controller/k8s/index/src/outbound/index.rs
+        # parse_consecutive_params and the Service indexer; docs
+        # 2-edge/reference/circuit-breaking.md). A longer ejection raises the cap to it.
+        if duration_seconds(od.base_ejection_time) > DEFAULT_MAX_PENALTY_SECONDS:
+            out["balancer.linkerd.io/failure-accrual-consecutive-max-penalty"] = \
+                single_unit_duration(od.base_ejection_time)
     return out
 
 

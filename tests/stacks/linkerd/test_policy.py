@@ -203,6 +203,8 @@ def test_outlier_detection_becomes_a_circuit_breaker(tmp_path: Path) -> None:
             "balancer.linkerd.io/failure-accrual": "consecutive",
             "balancer.linkerd.io/failure-accrual-consecutive-max-failures": str(failures),
             "balancer.linkerd.io/failure-accrual-consecutive-min-penalty": "90s",
+            # over the 60s default max penalty (see test_upstream_fixes)
+            "balancer.linkerd.io/failure-accrual-consecutive-max-penalty": "90s",
         }
 
 
