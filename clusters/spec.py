@@ -100,6 +100,10 @@ class ClusterSpec(Model):
     mesh_id: str | None = None
     # "present": the cluster already has the Gateway API CRDs (Linkerd stack).
     gateway_api_crds: Literal["install", "present"] = "install"
+    # With "present": their release (vX.Y.Z) and channel, checked against the fields
+    # meshboot sets (Linkerd stack; see stacks.linkerd.plan.gateway_api_problems).
+    gateway_api_version: str | None = None
+    gateway_api_channel: Literal["standard", "experimental"] = "standard"
 
     @property
     def is_remote(self) -> bool:

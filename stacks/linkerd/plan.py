@@ -243,6 +243,65 @@ def check(spec: Spec) -> list[Problem]:
     return problems
 
 
+# Gateway API CRDs. charts/linkerd-crds (edge-26.8.3) bundles v1.1.1, experimental
+# channel (the CRDs' gateway.networking.k8s.io/bundle-version and /channel
+# annotations). pkg/healthcheck CheckGatewayAPICRDs refuses CRDs without the v1
+# versions ("please upgrade to Gateway API v1.1.1 or later"). HTTPRoute
+# rules[].timeouts joined the standard channel in v1.2.0 (experimental before):
+# older standard CRDs prune it, silently dropping the timeout.
+BUNDLED_GATEWAY_API = ("v1.1.1", "experimental")
+MIN_GATEWAY_API = (1, 1, 1)
+TIMEOUTS_STANDARD_SINCE = (1, 2, 0)
+_GATEWAY_API_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+GATEWAY_API_CHECK = ("kubectl get crd httproutes.gateway.networking.k8s.io -o jsonpath="
+                     "'{.metadata.annotations.gateway\\.networking\\.k8s\\.io/bundle-version} "
+                     "{.metadata.annotations.gateway\\.networking\\.k8s\\.io/channel}'")
+
+
+def _sets_route_timeouts(objs: list[dict[str, Any]]) -> bool:
+    return any(o["kind"] == "HTTPRoute" and o["apiVersion"].startswith("gateway.networking.k8s.io/")
+               and any("timeouts" in r for r in o["spec"].get("rules", []))
+               for o in objs)
+
+
+def gateway_api_problems(spec: Spec, policy_objects: dict[str, list[dict[str, Any]]]
+                         ) -> list[Problem]:
+    """``gatewayApiCrds: present`` clusters whose CRDs would drop what meshboot sets."""
+    out: list[Problem] = []
+    for i, c in enumerate(spec.clusters):
+        key = f"meshboot:clusters[{i}].gatewayApiVersion"
+        if c.gateway_api_crds == "install":
+            if c.gateway_api_version is not None:
+                out.append(Problem(key, "only with gatewayApiCrds: present (meshboot installs "
+                                        f"{' '.join(BUNDLED_GATEWAY_API)} otherwise)"))
+            continue
+        timeouts = _sets_route_timeouts(policy_objects.get(c.name, []))
+        if c.gateway_api_version is None:
+            if timeouts:
+                out.append(Problem(key, "required with gatewayApiCrds: present, since meshboot "
+                                        "sets HTTPRoute rules[].timeouts here (standard channel "
+                                        "v1.2.0 or later, or experimental): give the version "
+                                        f"and channel the cluster has ({GATEWAY_API_CHECK})"))
+            continue
+        m = _GATEWAY_API_VERSION.match(c.gateway_api_version)
+        if not m:
+            out.append(Problem(key, f"{c.gateway_api_version!r} is not a Gateway API release "
+                                    "(vX.Y.Z, e.g. v1.2.1)"))
+            continue
+        version = tuple(int(g) for g in m.groups())
+        if version < MIN_GATEWAY_API:
+            out.append(Problem(key, f"{c.gateway_api_version} is older than v1.1.1: Linkerd needs "
+                                    "the v1 HTTPRoute and GRPCRoute (`linkerd check`: please "
+                                    "upgrade to Gateway API v1.1.1 or later)"))
+        elif timeouts and c.gateway_api_channel == "standard" \
+                and version < TIMEOUTS_STANDARD_SINCE:
+            out.append(Problem(key, f"{c.gateway_api_version} standard has no HTTPRoute "
+                                    "rules[].timeouts (standard from v1.2.0): the API server "
+                                    "would prune the timeouts meshboot sets; upgrade the CRDs or "
+                                    "use the experimental channel"))
+    return out
+
+
 # ---------------------------------------------------------------------- objects
 def linkerd_namespace() -> dict[str, Any]:
     return namespace(LINKERD_NS, {
@@ -446,6 +505,7 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
     problems = check(spec)
     policy_objects, policy_problems = policy(spec, source)
     problems += policy_problems
+    problems += gateway_api_problems(spec, policy_objects)
     if problems:
         raise SpecError(source, problems)
     plans = []
@@ -509,7 +569,8 @@ def _notes(spec: Spec) -> list[str]:
     present = [c.name for c in spec.clusters if c.gateway_api_crds == "present"]
     if present:
         notes.append(f"linkerd: Gateway API CRDs expected present in {', '.join(present)}; "
-                     "their version must be one Linkerd supports")
+                     "they must be v1.1.1 or later (and keep the fields meshboot sets): "
+                     f"check with {GATEWAY_API_CHECK}")
     for s in spec.services:
         if s.routing is not None or s.release is not None:
             absent = [c for c in spec.cluster_names if c not in s.clusters]
