@@ -14,13 +14,18 @@ Mapped:
   (``balancer.linkerd.io/failure-accrual*`` annotations on the Services);
 - ``retries``: Linkerd's ``retry.linkerd.io/*`` annotations on a route that
   matches only the retried methods (Linkerd has no per-method retry switch);
+- gRPC ports: all of the above on one GRPCRoute per port (no method filter,
+  timeouts and retries as annotations), since Linkerd ignores HTTPRoutes on a
+  port that has GRPCRoutes;
 - ``authorization``: Server + AuthorizationPolicy + MeshTLSAuthentication per
   port (callers by service account or namespace identity; a rule without
   ``from`` admits every meshed caller). Rules with ``to`` (methods, paths)
   become policy.linkerd.io HTTPRoutes attached to the Server, each authorized
   on its own; a request that matches no route is refused, as an allow-list
   should be. The most specific route wins in Linkerd, so a route's callers
-  include those of every rule whose operations cover it;
+  include those of every rule whose operations cover it. Such Servers also get
+  the kubelet probe route (``authorization.probePaths``), and callers through a
+  multicluster gateway are the gateway (``linkerd.admitGatewayIdentity``);
 - ``meshboot:security``: namespace default inbound policy (``defaultDeny`` ->
   ``deny``, mTLS ``STRICT`` -> ``all-authenticated``).
 
