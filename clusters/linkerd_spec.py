@@ -33,6 +33,7 @@ class ProbeSpec(_Model):
     """How a source cluster probes a target's multicluster gateway."""
 
     path: str = "/ready"
+    # Only 4191 (the gateway proxy's admin port) works; see stacks.linkerd.plan.check.
     port: int = Field(default=4191, ge=1, le=65535)
     period_seconds: int = Field(default=3, ge=1, le=MAX_PROBE_SECONDS)
     failure_threshold: int = Field(default=3, ge=1, le=1000)
@@ -54,3 +55,9 @@ class LinkerdSpec(_Model):
     gatewayless_same_network: bool = True
     # Extra gateway-less links (both clusters must share a network).
     gatewayless: list[LinkPair] = []
+    # Calls through a multicluster gateway arrive with the gateway's identity, not the
+    # caller's (docs 2-edge/tasks/pod-to-pod-multicluster.md). True: services whose
+    # authorization names callers admit that identity where they are reached through
+    # a gateway, i.e. every meshed workload of every cluster linked through it.
+    # False (default): such services are a spec error.
+    admit_gateway_identity: bool = False

@@ -323,9 +323,15 @@ class AuthzRule(_Strict):
 
 
 class AuthorizationSpec(_Strict):
-    """Allow-list for calls to the service; anything else is denied."""
+    """Allow-list for calls to the service; anything else is denied.
+
+    ``probePaths``: the HTTP paths the kubelet probes (GET) on the service's ports.
+    Linkerd needs them once rules with ``to`` attach routes to a port (it then stops
+    authorizing probes by itself); Istio rewrites probes and ignores the list.
+    """
 
     rules: list[AuthzRule] = Field(min_length=1)
+    probe_paths: list[str] | None = None
 
 
 class JwtSpec(_Strict):
@@ -711,6 +717,13 @@ def _check_authz(a: AuthorizationSpec, path: str) -> list[Problem]:
         for j, p in enumerate((op.paths or []) if op else []):
             if not (p.startswith("/") or p.startswith("*")):
                 out.append(Problem(f"{rpath}.to.paths[{j}]", f"path {echo(p)} must start with '/' or '*'"))
+    for j, p in enumerate(a.probe_paths or []):
+        if not re.match(r"^/[\x21-\x7e]*$", p):
+            out.append(Problem(f"{path}.probePaths[{j}]",
+                               f"{echo(p)} is not an absolute HTTP path (starts with '/', "
+                               "printable ASCII, no spaces)"))
+    if a.probe_paths and len(set(a.probe_paths)) != len(a.probe_paths):
+        out.append(Problem(f"{path}.probePaths", "lists a path more than once"))
     return out
 
 

@@ -22,6 +22,12 @@ KEY_ALGORITHMS = ("ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096")
 # datetime) cannot express past 9999-12-31; no CA should outlive this bound anyway,
 # and it keeps every date meshboot computes decades away from that edge.
 MAX_VALIDITY_DAYS = 36500
+# Default renewal window per provider. Linkerd: `linkerd check` warns while the issuer
+# is valid for less than 60 days (linkerd2 pkg/issuercerts/issuercerts.go
+# expirationWarningThresholdInDays, checked in pkg/healthcheck "issuer cert is valid
+# for at least 60 days"), so renewing any later leaves it warning before each renewal.
+RENEW_BEFORE_DAYS = {"istio": 30, "linkerd": 60}
+LINKERD_EXPIRY_WARNING_DAYS = 60
 
 
 class Model(BaseModel):
@@ -60,8 +66,15 @@ class PkiSpec(Model):
     key_algorithm: str = "ecdsa-p256"
     root_validity_days: int = Field(default=3650, gt=0, le=MAX_VALIDITY_DAYS)
     intermediate_validity_days: int = Field(default=365, gt=0, le=MAX_VALIDITY_DAYS)
-    renew_before_days: int = Field(default=30, ge=0, le=MAX_VALIDITY_DAYS)
+    # None: the provider's default (RENEW_BEFORE_DAYS), see renew_before().
+    renew_before_days: int | None = Field(default=None, ge=0, le=MAX_VALIDITY_DAYS)
     root_ca: RootCaImport | None = None
+
+    def renew_before(self, provider: str) -> int:
+        """Days before expiry an intermediate / issuer is re-issued, for ``provider``."""
+        if self.renew_before_days is not None:
+            return self.renew_before_days
+        return RENEW_BEFORE_DAYS[provider]
 
 
 class EastWestGatewaySpec(Model):
@@ -87,6 +100,10 @@ class ClusterSpec(Model):
     mesh_id: str | None = None
     # "present": the cluster already has the Gateway API CRDs (Linkerd stack).
     gateway_api_crds: Literal["install", "present"] = "install"
+    # With "present": their release (vX.Y.Z) and channel, checked against the fields
+    # meshboot sets (Linkerd stack; see stacks.linkerd.plan.gateway_api_problems).
+    gateway_api_version: str | None = None
+    gateway_api_channel: Literal["standard", "experimental"] = "standard"
 
     @property
     def is_remote(self) -> bool:

@@ -11,7 +11,16 @@ from urllib.parse import urlsplit
 
 from clusters.errors import Problem, echo
 from clusters.linkerd_spec import LinkerdSpec
-from clusters.spec import KEY_ALGORITHMS, ClusterSpec, MeshSpec, PkiSpec, ServiceSpec, Spec
+from clusters.spec import (
+    KEY_ALGORITHMS,
+    LINKERD_EXPIRY_WARNING_DAYS,
+    RENEW_BEFORE_DAYS,
+    ClusterSpec,
+    MeshSpec,
+    PkiSpec,
+    ServiceSpec,
+    Spec,
+)
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -64,6 +73,16 @@ def validate_spec(
 def spec_warnings(spec: Spec) -> list[Problem]:
     """What is valid but will likely fail once deployed; never fails a command."""
     out: list[Problem] = []
+    renew = spec.pki.renew_before_days
+    if spec.mesh.provider == "linkerd" and renew is not None \
+            and renew < LINKERD_EXPIRY_WARNING_DAYS:
+        # linkerd2 pkg/healthcheck "issuer cert is valid for at least 60 days" is a
+        # warning (pkg/issuercerts expirationWarningThresholdInDays = 60).
+        out.append(Problem("meshboot:pki.renewBeforeDays",
+                           f"{renew} days: `linkerd check` warns once an issuer is valid for "
+                           f"less than {LINKERD_EXPIRY_WARNING_DAYS} days, so it will warn for "
+                           f"{LINKERD_EXPIRY_WARNING_DAYS - renew} days before every renewal "
+                           f"(the Linkerd default is {RENEW_BEFORE_DAYS['linkerd']})"))
     for i, c in enumerate(spec.clusters):
         base = f"meshboot:clusters[{i}]"
         host = urlsplit(c.api_server).hostname or ""
@@ -131,12 +150,14 @@ def _check_pki(pki: PkiSpec, mesh: MeshSpec, base_dir: Path | None) -> list[Prob
         out.append(Problem("meshboot:pki.keyAlgorithm",
                            f"Linkerd requires ecdsa-p256 for its trust anchor and issuers, "
                            f"got {echo(pki.key_algorithm)}"))
+    renew = pki.renew_before(mesh.provider)
+    default = "" if pki.renew_before_days is not None else f", the {mesh.provider} default"
     for key, days in (("rootValidityDays", pki.root_validity_days),
                       ("intermediateValidityDays", pki.intermediate_validity_days)):
-        if days <= pki.renew_before_days:
+        if days <= renew:
             out.append(Problem(f"meshboot:pki.{key}",
                                f"validity of {days} days is not longer than renewBeforeDays "
-                               f"({pki.renew_before_days}): the certificate would be re-issued "
+                               f"({renew}{default}): the certificate would be re-issued "
                                "on every run"))
     if pki.intermediate_validity_days > pki.root_validity_days:
         out.append(Problem("meshboot:pki.intermediateValidityDays",

@@ -7,7 +7,8 @@ bad input (a garbled PEM is a failed check, not a traceback).
 
 * :func:`linkerd_identity_checks` mirrors the ``linkerd-identity`` category of
   ``linkerd check`` (linkerd2 ``pkg/healthcheck`` + ``pkg/issuercerts``). Trust
-  anchors may be ECDSA P-256 or RSA 2048/4096 (``CheckTrustAnchorAlgoRequirements``);
+  anchors may be ECDSA P-256 or RSA 2048/4096, themselves signed with SHA-256
+  (``CheckTrustAnchorAlgoRequirements``);
   the issuer must be ECDSA P-256. The two "valid for at least 60 days" checks are
   warnings, as upstream.
 * :func:`istio_cacerts_checks` mirrors the reasons istiod refuses a plugged-in
@@ -152,15 +153,46 @@ def verify_chain(
 
 
 # --------------------------------------------------------------------- linkerd
+# Go's crypto/x509 SignatureAlgorithm names, as linkerd check prints them.
+_GO_SIGNATURE_NAMES = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: "ECDSA-SHA256",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: "ECDSA-SHA384",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: "ECDSA-SHA512",
+    SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA1-RSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA256: "SHA256-RSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA384: "SHA384-RSA",
+    SignatureAlgorithmOID.RSA_WITH_SHA512: "SHA512-RSA",
+    SignatureAlgorithmOID.RSASSA_PSS: "RSASSA-PSS",
+    SignatureAlgorithmOID.ED25519: "Ed25519",
+}
+
+
+def _signature_name(cert: x509.Certificate) -> str:
+    oid = cert.signature_algorithm_oid
+    return _GO_SIGNATURE_NAMES.get(oid, getattr(oid, "_name", oid.dotted_string))
+
+
 def _anchor_algo_error(cert: x509.Certificate) -> str | None:
+    # linkerd2 pkg/issuercerts/issuercerts.go CheckTrustAnchorAlgoRequirements: the key
+    # (ECDSA P-256, RSA 2048/4096) *and* the anchor's own signature algorithm
+    # (checkECDSACertRequirements: ECDSA-SHA256 or SHA256-RSA; checkRSACertRequirements:
+    # SHA256-RSA only). Run by pkg/healthcheck "trust anchors are using supported crypto
+    # algorithm", an error (not a warning).
     pub = cert.public_key()
+    sig = cert.signature_algorithm_oid
     if isinstance(pub, ec.EllipticCurvePublicKey):
         if pub.curve.key_size != 256:
             return f"must use P-256 curve for public key, instead P-{pub.curve.key_size} was used"
+        if sig not in (SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+                       SignatureAlgorithmOID.RSA_WITH_SHA256):
+            return f"must be signed by an ECDSA P-256 key, instead {_signature_name(cert)} was used"
         return None
     if isinstance(pub, rsa.RSAPublicKey):
         if pub.key_size not in (2048, 4096):
             return f"RSA keys must be 2048 or 4096 bits, instead {pub.key_size} was used"
+        if sig != SignatureAlgorithmOID.RSA_WITH_SHA256:
+            return ("must be signed by an RSA 2048/4096 bit key, instead "
+                    f"{_signature_name(cert)} was used")
         return None
     return f"must use ECDSA or RSA for public key algorithm, instead {type(pub).__name__}"
 

@@ -25,7 +25,7 @@ def pki_params(spec: Spec, base_dir: Path | None = None) -> PkiParams:
         key_algorithm=KeyAlgorithm(spec.pki.key_algorithm),
         root_validity_days=spec.pki.root_validity_days,
         intermediate_validity_days=spec.pki.intermediate_validity_days,
-        renew_before_days=spec.pki.renew_before_days,
+        renew_before_days=spec.pki.renew_before(spec.mesh.provider),
         clusters=tuple(spec.cluster_names),
         imported_root=imported,
     )

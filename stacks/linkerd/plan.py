@@ -3,7 +3,8 @@
 Per cluster, in dependency order (see mesh-facts.md, Linkerd section):
 
 1. ``namespaces``: ``linkerd``, ``linkerd-multicluster`` and the service
-   namespaces (proxy injection on). Helm installs do not create them.
+   namespaces (proxy injection on), also where a service is only mirrored (the
+   service mirror does not create namespaces). Helm installs do not create them.
 2. ``identity-issuer``: Secret ``linkerd-identity-issuer`` (kubernetes.io/tls,
    the cluster's issuer CA and key) and ConfigMap ``linkerd-identity-trust-roots``
    (the shared anchor). The issuer key only ever lives in this Secret.
@@ -65,6 +66,11 @@ MIN_VALIDITY_DAYS = 60
 EXPORT_LABEL = "mirror.linkerd.io/exported"
 FEDERATED_LABEL = "mirror.linkerd.io/federated"
 CLUSTER_NAME_LABEL = "multicluster.linkerd.io/cluster-name"
+CREATED_BY = "linkerd.io/created-by"
+# The multicluster gateway's probe port. templates/gateway.yaml (linkerd-multicluster
+# chart) gives the gateway Service's mc-probe port no targetPort, so the port is also
+# the gateway pod's proxy admin port, 4191 unless the proxy is reconfigured.
+PROBE_PORT = 4191
 # A label selector that matches no object (Exists and DoesNotExist on one key):
 # the gateway selector of a gateway-less Link, so nothing is ever mirrored
 # through a gateway that is not there.
@@ -138,6 +144,24 @@ def export_label(spec: Spec, svc: ServiceSpec, cluster: str) -> tuple[str, str]:
     return EXPORT_LABEL, "true" if via_gateway else "remote-discovery"
 
 
+def service_namespaces(spec: Spec, cluster: str) -> list[str]:
+    """The service namespaces ``cluster`` needs: its own services' and its mirrors'.
+
+    The service mirror creates no namespace (linkerd-multicluster values.yaml
+    ``enableNamespaceCreation: false``): a service whose namespace is missing is
+    skipped, "Skipped mirroring service: namespace does not exist"
+    (multicluster/service-mirror/cluster_watcher.go). So meshboot creates, injected
+    and with the mesh's inbound policy, the namespace of every service mirrored
+    into this cluster: exported services of every linked target, and federated
+    services of gateway-less targets (the only Links that select them).
+    """
+    out = {s.namespace for s in spec.services if cluster in s.clusters}
+    for link in links_from(spec, cluster):
+        out |= {s.namespace for s in spec.services
+                if link.target in s.clusters and (not s.federated or not link.gateway)}
+    return sorted(out)
+
+
 def gateway_address(spec: Spec, name: str) -> GatewayAddressRef:
     c = spec.cluster(name)
     return GatewayAddressRef(
@@ -162,6 +186,17 @@ def check(spec: Spec) -> list[Problem]:
                 f"{days} days is shorter than {MIN_VALIDITY_DAYS}: `linkerd check` warns for "
                 f"every {what} valid for less than {MIN_VALIDITY_DAYS} days, so it would "
                 "never pass clean"))
+    if spec.linkerd.probe.port != PROBE_PORT:
+        # Three places must agree: the remote gateway Service's mc-probe port (chart
+        # gateway.probe.port, the pod port too), Link.probeSpec.port (dialled by
+        # service-mirror/probe_worker.go) and the local probe-<link> Service
+        # (templates/controller/probe-svc.yaml: controllers[].gateway.probe.port, else
+        # controllerDefaults 4191). The first is the gateway proxy's admin port.
+        problems.append(Problem(
+            "meshboot:linkerd.probe.port",
+            f"{spec.linkerd.probe.port} is not supported: the gateway probe is served by the "
+            f"gateway proxy's admin port {PROBE_PORT} (the chart's mc-probe Service port has "
+            f"no targetPort), so the probe port must stay {PROBE_PORT}"))
     if chart_version(spec) is None:
         problems.append(Problem(
             "meshboot:mesh.version",
@@ -206,6 +241,65 @@ def check(spec: Spec) -> list[Problem]:
                 f"Linkerd federated services need pod-to-pod connectivity between all member "
                 f"clusters, but {svc.name!r} runs on networks {', '.join(nets)}"))
     return problems
+
+
+# Gateway API CRDs. charts/linkerd-crds (edge-26.8.3) bundles v1.1.1, experimental
+# channel (the CRDs' gateway.networking.k8s.io/bundle-version and /channel
+# annotations). pkg/healthcheck CheckGatewayAPICRDs refuses CRDs without the v1
+# versions ("please upgrade to Gateway API v1.1.1 or later"). HTTPRoute
+# rules[].timeouts joined the standard channel in v1.2.0 (experimental before):
+# older standard CRDs prune it, silently dropping the timeout.
+BUNDLED_GATEWAY_API = ("v1.1.1", "experimental")
+MIN_GATEWAY_API = (1, 1, 1)
+TIMEOUTS_STANDARD_SINCE = (1, 2, 0)
+_GATEWAY_API_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+GATEWAY_API_CHECK = ("kubectl get crd httproutes.gateway.networking.k8s.io -o jsonpath="
+                     "'{.metadata.annotations.gateway\\.networking\\.k8s\\.io/bundle-version} "
+                     "{.metadata.annotations.gateway\\.networking\\.k8s\\.io/channel}'")
+
+
+def _sets_route_timeouts(objs: list[dict[str, Any]]) -> bool:
+    return any(o["kind"] == "HTTPRoute" and o["apiVersion"].startswith("gateway.networking.k8s.io/")
+               and any("timeouts" in r for r in o["spec"].get("rules", []))
+               for o in objs)
+
+
+def gateway_api_problems(spec: Spec, policy_objects: dict[str, list[dict[str, Any]]]
+                         ) -> list[Problem]:
+    """``gatewayApiCrds: present`` clusters whose CRDs would drop what meshboot sets."""
+    out: list[Problem] = []
+    for i, c in enumerate(spec.clusters):
+        key = f"meshboot:clusters[{i}].gatewayApiVersion"
+        if c.gateway_api_crds == "install":
+            if c.gateway_api_version is not None:
+                out.append(Problem(key, "only with gatewayApiCrds: present (meshboot installs "
+                                        f"{' '.join(BUNDLED_GATEWAY_API)} otherwise)"))
+            continue
+        timeouts = _sets_route_timeouts(policy_objects.get(c.name, []))
+        if c.gateway_api_version is None:
+            if timeouts:
+                out.append(Problem(key, "required with gatewayApiCrds: present, since meshboot "
+                                        "sets HTTPRoute rules[].timeouts here (standard channel "
+                                        "v1.2.0 or later, or experimental): give the version "
+                                        f"and channel the cluster has ({GATEWAY_API_CHECK})"))
+            continue
+        m = _GATEWAY_API_VERSION.match(c.gateway_api_version)
+        if not m:
+            out.append(Problem(key, f"{c.gateway_api_version!r} is not a Gateway API release "
+                                    "(vX.Y.Z, e.g. v1.2.1)"))
+            continue
+        version = tuple(int(g) for g in m.groups())
+        if version < MIN_GATEWAY_API:
+            out.append(Problem(key, f"{c.gateway_api_version} is older than v1.1.1: Linkerd needs "
+                                    "the v1 HTTPRoute and GRPCRoute (`linkerd check`: please "
+                                    "upgrade to Gateway API v1.1.1 or later)"))
+        elif timeouts and c.gateway_api_channel == "standard" \
+                and version < TIMEOUTS_STANDARD_SINCE:
+            out.append(Problem(key, f"{c.gateway_api_version} standard has no HTTPRoute "
+                                    "rules[].timeouts (standard from v1.2.0): the API server "
+                                    "would prune the timeouts meshboot sets; upgrade the CRDs or "
+                                    "use the experimental channel"))
+    return out
 
 
 # ---------------------------------------------------------------------- objects
@@ -344,11 +438,20 @@ def link_object(spec: Spec, link: Link) -> dict[str, Any]:
                 {"key": EXPORT_LABEL, "operator": "In", "values": ["true", "remote-discovery"]},
             ]},
         })
-    body["federatedServiceSelector"] = {"matchLabels": {FEDERATED_LABEL: "member"}}
+        # Joining a federated service is always pod-to-pod: the service mirror adds
+        # svc@target to the federated Service's remote-discovery annotation whatever
+        # the Link's mode (multicluster/service-mirror/cluster_watcher.go
+        # handleFederatedServiceJoin; docs 2-edge/tasks/federated-services.md: "not
+        # through a gateway"). So only gateway-less Links select federated members;
+        # an unset selector matches nothing (cluster_watcher.go isFederatedServiceMember).
+        body["federatedServiceSelector"] = {"matchLabels": {FEDERATED_LABEL: "member"}}
     return {
         "apiVersion": "multicluster.linkerd.io/v1alpha3",
         "kind": "Link",
-        "metadata": {"name": link.target, "namespace": MC_NS, "labels": dict(MANAGED)},
+        "metadata": {"name": link.target, "namespace": MC_NS, "labels": dict(MANAGED),
+                     # As multicluster/cmd/link-gen.go writes it; multicluster/cmd/check.go
+                     # checkLinkVersions warns "unable to determine version" without it.
+                     "annotations": {CREATED_BY: f"linkerd/cli {spec.mesh.resolved_version}"}},
         "spec": body,
     }
 
@@ -402,6 +505,7 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
     problems = check(spec)
     policy_objects, policy_problems = policy(spec, source)
     problems += policy_problems
+    problems += gateway_api_problems(spec, policy_objects)
     if problems:
         raise SpecError(source, problems)
     plans = []
@@ -413,7 +517,7 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
             objs.append(multicluster_namespace())
         ns_annotations = {"linkerd.io/inject": "enabled", **namespace_annotations(spec)}
         objs += [namespace(ns, annotations=ns_annotations)
-                 for ns in sorted({s.namespace for s in spec.services if c.name in s.clusters})
+                 for ns in service_namespaces(spec, c.name)
                  if ns not in BUILTIN_NAMESPACES and ns != LINKERD_NS
                  and not (multi and ns == MC_NS)]
         cp.add(Step("namespaces", objects=tuple(objs)))
@@ -465,7 +569,8 @@ def _notes(spec: Spec) -> list[str]:
     present = [c.name for c in spec.clusters if c.gateway_api_crds == "present"]
     if present:
         notes.append(f"linkerd: Gateway API CRDs expected present in {', '.join(present)}; "
-                     "their version must be one Linkerd supports")
+                     "they must be v1.1.1 or later (and keep the fields meshboot sets): "
+                     f"check with {GATEWAY_API_CHECK}")
     for s in spec.services:
         if s.routing is not None or s.release is not None:
             absent = [c for c in spec.cluster_names if c not in s.clusters]

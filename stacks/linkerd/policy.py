@@ -14,13 +14,18 @@ Mapped:
   (``balancer.linkerd.io/failure-accrual*`` annotations on the Services);
 - ``retries``: Linkerd's ``retry.linkerd.io/*`` annotations on a route that
   matches only the retried methods (Linkerd has no per-method retry switch);
+- gRPC ports: all of the above on one GRPCRoute per port (no method filter,
+  timeouts and retries as annotations), since Linkerd ignores HTTPRoutes on a
+  port that has GRPCRoutes;
 - ``authorization``: Server + AuthorizationPolicy + MeshTLSAuthentication per
   port (callers by service account or namespace identity; a rule without
   ``from`` admits every meshed caller). Rules with ``to`` (methods, paths)
   become policy.linkerd.io HTTPRoutes attached to the Server, each authorized
   on its own; a request that matches no route is refused, as an allow-list
   should be. The most specific route wins in Linkerd, so a route's callers
-  include those of every rule whose operations cover it;
+  include those of every rule whose operations cover it. Such Servers also get
+  the kubelet probe route (``authorization.probePaths``), and callers through a
+  multicluster gateway are the gateway (``linkerd.admitGatewayIdentity``);
 - ``meshboot:security``: namespace default inbound policy (``defaultDeny`` ->
   ``deny``, mTLS ``STRICT`` -> ``all-authenticated``).
 
@@ -33,7 +38,14 @@ import re
 from typing import Any
 
 from clusters.errors import Problem
-from clusters.policy import AuthzRule, HeaderMatch, cluster_split, duration_seconds, has_http_port
+from clusters.policy import (
+    AuthzRule,
+    HeaderMatch,
+    RetrySpec,
+    cluster_split,
+    duration_seconds,
+    has_http_port,
+)
 from clusters.spec import PortSpec, ServiceSpec, Spec
 
 ROUTE_API = "gateway.networking.k8s.io/v1"
@@ -45,6 +57,8 @@ MANAGED = {"app.kubernetes.io/managed-by": "meshboot"}
 _HTTP_RETRY = {"5xx", "gateway-error"}
 _GRPC_RETRY = {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
 _BUILTIN_RETRY = {"connect-failure", "refused-stream", "reset-before-request"}
+# balancer.linkerd.io/failure-accrual-consecutive-max-penalty when unset.
+DEFAULT_MAX_PENALTY_SECONDS = 60
 
 _UNSUPPORTED: dict[str, str] = {
     "fault": "Linkerd has no fault injection (no delay/abort filter in its HTTPRoute support)",
@@ -64,6 +78,10 @@ def _http_ports(svc: ServiceSpec) -> list[PortSpec]:
 
     return [p for p in svc.ports if p.protocol in _HTTP_PROTOCOLS
             or (p.protocol is None and not p.name.split("-")[0].startswith(_NON_HTTP_PREFIXES))]
+
+
+def _grpc_ports(svc: ServiceSpec) -> list[PortSpec]:
+    return [p for p in svc.ports if p.protocol == "GRPC"]
 
 
 def check_policy(spec: Spec) -> list[Problem]:
@@ -110,6 +128,15 @@ def check_policy(spec: Spec) -> list[Problem]:
                 out.append(Problem(f"{base}.retries.retryOn[{j}]",
                                    f"not supported with Linkerd: {cond!r} (it retries on 5xx, "
                                    "gateway-error, status codes and gRPC statuses)"))
+        out += _check_authorization(spec, s, base)
+        if s.release is not None and s.release.ab_test is not None and _grpc_ports(s):
+            for k, g in enumerate(s.release.ab_test.groups):
+                if g.path_prefix is not None:
+                    out.append(Problem(
+                        f"{base}.release.abTest.groups[{k}].pathPrefix",
+                        "not supported on gRPC ports with Linkerd: their routes are "
+                        "GRPCRoutes, which match gRPC methods and headers, not paths; "
+                        "match by header"))
     t = spec.traffic
     if t.cross_cluster != "discovery":
         out.append(Problem("meshboot:traffic.crossCluster",
@@ -120,6 +147,48 @@ def check_policy(spec: Spec) -> list[Problem]:
                            "Istio-only (Sidecar egress scoping); Linkerd proxies have no "
                            "equivalent"))
     return out
+
+
+def _check_authorization(spec: Spec, s: ServiceSpec, base: str) -> list[Problem]:
+    authz = s.authorization
+    if authz is None:
+        return []
+    out: list[Problem] = []
+    if authz.probe_paths is None and _scoped(authz.rules) and _http_ports(s):
+        # Routes attached to a Server replace the probe route the policy controller
+        # would synthesise (policy-controller/k8s/index/src/inbound/index.rs
+        # http_routes); the probe paths live in the pod spec, which meshboot never sees.
+        out.append(Problem(
+            f"{base}.authorization.probePaths",
+            "required with Linkerd when rules with `to` attach routes to an HTTP port: "
+            "Linkerd then stops authorizing kubelet probes by itself, so list the paths "
+            "the kubelet probes on the service's ports ([] when it probes none of them)"))
+    if not spec.linkerd.admit_gateway_identity and gateway_clusters(spec, s) and any(
+            ids != ["*"] for ids in _identity_sets(spec, authz.rules)):
+        gws = ", ".join(gateway_clusters(spec, s))
+        out.append(Problem(
+            f"{base}.authorization",
+            f"callers reach {s.name!r} in {gws} through the multicluster gateway and arrive "
+            "with the gateway's identity, not their own, so these rules would refuse them; "
+            "set meshboot:linkerd.admitGatewayIdentity: true to admit the gateway (every "
+            "meshed caller in the clusters linked through it), or link the clusters "
+            "gateway-less"))
+    return out
+
+
+def gateway_clusters(spec: Spec, svc: ServiceSpec) -> list[str]:
+    """Clusters running ``svc`` where callers arrive through the multicluster gateway.
+
+    Client identity is lost through the gateway (docs 2-edge/tasks/
+    pod-to-pod-multicluster.md): the gateway proxy opens the connection to the
+    service with its own identity. Federated services are only joined pod-to-pod.
+    """
+    from stacks.linkerd.plan import links
+
+    if svc.federated:
+        return []
+    reached = {link.target for link in links(spec) if link.gateway}
+    return [c for c in spec.cluster_names if c in svc.clusters and c in reached]
 
 
 def namespace_annotations(spec: Spec) -> dict[str, str]:
@@ -161,6 +230,14 @@ def service_annotations(svc: ServiceSpec) -> dict[str, str]:
     if od.base_ejection_time is not None:
         out["balancer.linkerd.io/failure-accrual-consecutive-min-penalty"] = \
             single_unit_duration(od.base_ejection_time)
+        # The max penalty defaults to 60s and min_penalty <= max_penalty is required;
+        # otherwise the policy controller only logs a warning and the Service gets no
+        # failure accrual at all (policy-controller/k8s/index/src/outbound/index.rs
+        # parse_consecutive_params and the Service indexer; docs
+        # 2-edge/reference/circuit-breaking.md). A longer ejection raises the cap to it.
+        if duration_seconds(od.base_ejection_time) > DEFAULT_MAX_PENALTY_SECONDS:
+            out["balancer.linkerd.io/failure-accrual-consecutive-max-penalty"] = \
+                single_unit_duration(od.base_ejection_time)
     return out
 
 
@@ -228,6 +305,59 @@ def _rules(spec: Spec, svc: ServiceSpec, cluster: str, port: int) -> list[dict[s
     return rules
 
 
+def _retry_annotations(r: RetrySpec, grpc: bool) -> dict[str, str]:
+    """``retry.linkerd.io/*`` for an HTTPRoute (``http``) or a GRPCRoute (``grpc``).
+
+    policy-controller/k8s/index/src/outbound/index/http.rs parse_http_retry reads
+    limit, timeout and http; outbound/index/grpc.rs parse_grpc_retry reads limit,
+    timeout and grpc. Durations are one number and unit (index.rs parse_duration
+    rejects ``1m30s`` and fractions).
+    """
+    annotations = {"retry.linkerd.io/limit": str(r.attempts)}
+    if grpc:
+        conditions = sorted(c for c in r.retry_on if c in _GRPC_RETRY)
+        if conditions:
+            annotations["retry.linkerd.io/grpc"] = ",".join(conditions)
+    else:
+        conditions = sorted(c for c in r.retry_on if c in _HTTP_RETRY or c.isdigit())
+        if conditions:
+            annotations["retry.linkerd.io/http"] = ",".join(conditions)
+    if r.per_try_timeout:
+        annotations["retry.linkerd.io/timeout"] = single_unit_duration(r.per_try_timeout)
+    return annotations
+
+
+def _grpc_route(svc: ServiceSpec, name: str, parent: dict[str, Any],
+                rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """The routing of a gRPC port as a GRPCRoute (gateway.networking.k8s.io/v1).
+
+    On an ``appProtocol: kubernetes.io/h2c`` port the outbound policy uses the
+    GRPCRoutes when there are any, the HTTPRoutes only otherwise
+    (policy-controller/grpc/src/outbound.rs), so a gRPC port gets only GRPCRoutes.
+    gRPC calls are all POSTs: retries apply to every call, without a method filter.
+    A GRPCRoute has no ``timeouts`` field; Linkerd reads the request timeout from
+    ``timeout.linkerd.io/request`` (outbound/index/grpc.rs parse_timeouts). Rules keep
+    their header matches.
+    """
+    grpc_rules = []
+    for rule in rules:
+        g: dict[str, Any] = {"backendRefs": rule["backendRefs"]}
+        matches = [{"headers": m["headers"]} for m in rule.get("matches", []) if "headers" in m]
+        if matches:
+            g["matches"] = matches
+        grpc_rules.append(g)
+    annotations: dict[str, str] = {}
+    if svc.retries is not None:
+        annotations.update(_retry_annotations(svc.retries, grpc=True))
+    if svc.timeout:
+        annotations["timeout.linkerd.io/request"] = single_unit_duration(svc.timeout)
+    meta: dict[str, Any] = {"name": name, "namespace": svc.namespace, "labels": dict(MANAGED)}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": ROUTE_API, "kind": "GRPCRoute", "metadata": meta,
+            "spec": {"parentRefs": [parent], "rules": grpc_rules}}
+
+
 def _routes(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str, Any]]:
     if svc.routing is None and svc.release is None and svc.timeout is None \
             and svc.retries is None:
@@ -237,21 +367,15 @@ def _routes(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str, Any]]:
         parent = {"group": "", "kind": "Service", "name": svc.name, "port": p.port}
         rules = _rules(spec, svc, cluster, p.port)
         name = f"{svc.name}-{p.name}"
+        if p.protocol == "GRPC":
+            out.append(_grpc_route(svc, name, parent, rules))
+            continue
         out.append({"apiVersion": ROUTE_API, "kind": "HTTPRoute",
                     "metadata": {"name": name, "namespace": svc.namespace,
                                  "labels": dict(MANAGED)},
                     "spec": {"parentRefs": [parent], "rules": rules}})
         r = svc.retries
         if r is not None:
-            annotations = {"retry.linkerd.io/limit": str(r.attempts)}
-            http = sorted(c for c in r.retry_on if c in _HTTP_RETRY or c.isdigit())
-            grpc = sorted(c for c in r.retry_on if c in _GRPC_RETRY)
-            if http:
-                annotations["retry.linkerd.io/http"] = ",".join(http)
-            if grpc:
-                annotations["retry.linkerd.io/grpc"] = ",".join(grpc)
-            if r.per_try_timeout:
-                annotations["retry.linkerd.io/timeout"] = r.per_try_timeout
             # The same routing, only for the retried methods (more specific match wins).
             retried = []
             for rule in rules:
@@ -261,24 +385,50 @@ def _routes(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str, Any]]:
                 retried.append({**rule, "matches": matches})
             out.append({"apiVersion": ROUTE_API, "kind": "HTTPRoute",
                         "metadata": {"name": f"{name}-retry", "namespace": svc.namespace,
-                                     "labels": dict(MANAGED), "annotations": annotations},
+                                     "labels": dict(MANAGED),
+                                     "annotations": _retry_annotations(r, grpc=False)},
                         "spec": {"parentRefs": [parent], "rules": retried}})
     return out
 
 
-def _identities(spec: Spec, rules: list[AuthzRule]) -> list[str]:
+def _identities(spec: Spec, rules: list[AuthzRule], gateway: bool = False) -> list[str]:
+    """MeshTLS identities of ``rules``' callers; ``gateway``: plus the gateway's."""
     td = spec.mesh.trust_domain
     out: set[str] = set()
     for rule in rules:
         src = rule.from_
         if src is None or not (src.service_accounts or src.namespaces):
-            return ["*"]  # any meshed (mTLS-authenticated) caller
+            return ["*"]  # any meshed (mTLS-authenticated) caller, the gateway included
         for sa in src.service_accounts or []:
             ns, name = sa.split("/", 1)
             out.add(f"{name}.{ns}.serviceaccount.identity.linkerd.{td}")
         for ns in src.namespaces or []:
             out.add(f"*.{ns}.serviceaccount.identity.linkerd.{td}")
+    if gateway:
+        from stacks.linkerd.plan import gateway_identity
+
+        out.add(gateway_identity(spec))
     return sorted(out)
+
+
+def _scoped(rules: list[AuthzRule]) -> list[int]:
+    """Indexes of the rules limited to operations (methods, paths): they become routes."""
+    return [k for k, r in enumerate(rules) if r.to is not None and (r.to.methods or r.to.paths)]
+
+
+def _any_operation(rules: list[AuthzRule]) -> list[AuthzRule]:
+    return [r for r in rules if r.to is None or not (r.to.methods or r.to.paths)]
+
+
+def _identity_sets(spec: Spec, rules: list[AuthzRule]) -> list[list[str]]:
+    """Every caller set the authorization objects of ``rules`` admit (one per object)."""
+    scoped, anyop = _scoped(rules), _any_operation(rules)
+    if not scoped:
+        return [_identities(spec, rules)]
+    sets = [_identities(spec, [r for r in rules if covers(r, rules[k])]) for k in scoped]
+    if anyop:
+        sets.append(_identities(spec, anyop))
+    return sets
 
 
 def path_match(path: str) -> dict[str, str]:
@@ -334,37 +484,57 @@ def _route_matches(rule: AuthzRule) -> list[dict[str, Any]]:
     return matches
 
 
-def _authorization(spec: Spec, svc: ServiceSpec) -> list[dict[str, Any]]:
+# NetworkAuthentication of kubelet probes, as in docs 2-edge/tasks/
+# configuring-per-route-policy.md (and the policy controller's default probe
+# networks, policy-controller/k8s/index/src/inbound/index.rs).
+PROBE_NETWORKS = [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
+
+
+def _authorization(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str, Any]]:
     authz = svc.authorization
     if authz is None:
         return []
     meta = {"namespace": svc.namespace, "labels": dict(MANAGED)}
     rules = list(authz.rules)
-    scoped = [k for k, r in enumerate(rules) if r.to is not None and (r.to.methods or r.to.paths)]
-    anyop = [r for r in rules if r.to is None or not (r.to.methods or r.to.paths)]
+    scoped = _scoped(rules)
+    anyop = _any_operation(rules)
+    # Callers through the gateway arrive as the gateway (see gateway_clusters).
+    gateway = spec.linkerd.admit_gateway_identity and cluster in gateway_clusters(spec, svc)
     objs: list[dict[str, Any]] = []
 
     def mtls_auth(name: str, identities: list[str]) -> dict[str, Any]:
         return {"apiVersion": f"{POLICY_API}/v1alpha1", "kind": "MeshTLSAuthentication",
                 "metadata": {"name": name, **meta}, "spec": {"identities": identities}}
 
-    def policy(name: str, target_kind: str, target: str, auth: str) -> dict[str, Any]:
+    def policy(name: str, target_kind: str, target: str, auth: str,
+               auth_kind: str = "MeshTLSAuthentication") -> dict[str, Any]:
         return {"apiVersion": f"{POLICY_API}/v1alpha1", "kind": "AuthorizationPolicy",
                 "metadata": {"name": name, **meta},
                 "spec": {"targetRef": {"group": POLICY_API, "kind": target_kind, "name": target},
                          "requiredAuthenticationRefs": [{
-                             "group": POLICY_API, "kind": "MeshTLSAuthentication",
-                             "name": auth}]}}
+                             "group": POLICY_API, "kind": auth_kind, "name": auth}]}}
+
+    def route(name: str, parent: list[dict[str, Any]], matches: list[dict[str, Any]]
+              ) -> dict[str, Any]:
+        return {"apiVersion": f"{POLICY_API}/v1beta3", "kind": "HTTPRoute",
+                "metadata": {"name": name, **meta},
+                "spec": {"parentRefs": parent, "rules": [{"matches": matches}]}}
 
     if not scoped:
-        objs.append(mtls_auth(f"{svc.name}-callers", _identities(spec, rules)))
+        objs.append(mtls_auth(f"{svc.name}-callers", _identities(spec, rules, gateway)))
     else:
         for k in scoped:
             covering = [r for r in rules if covers(r, rules[k])]
-            objs.append(mtls_auth(f"{svc.name}-authz-{k}", _identities(spec, covering)))
+            objs.append(mtls_auth(f"{svc.name}-authz-{k}",
+                                  _identities(spec, covering, gateway)))
         if anyop:
-            objs.append(mtls_auth(f"{svc.name}-authz-any", _identities(spec, anyop)))
+            objs.append(mtls_auth(f"{svc.name}-authz-any", _identities(spec, anyop, gateway)))
     http_ports = {p.name for p in _http_ports(svc)}
+    probe_paths = authz.probe_paths or []
+    if scoped and http_ports and probe_paths:
+        objs.append({"apiVersion": f"{POLICY_API}/v1alpha1", "kind": "NetworkAuthentication",
+                     "metadata": {"name": f"{svc.name}-probe", **meta},
+                     "spec": {"networks": list(PROBE_NETWORKS)}})
     for p in svc.ports:
         server = f"{svc.name}-{p.name}"
         objs.append({
@@ -383,19 +553,25 @@ def _authorization(spec: Spec, svc: ServiceSpec) -> list[dict[str, Any]]:
             continue
         parent = [{"group": POLICY_API, "kind": "Server", "name": server}]
         for k in scoped:
-            route = f"{server}-authz-{k}"
-            objs.append({"apiVersion": f"{POLICY_API}/v1beta3", "kind": "HTTPRoute",
-                         "metadata": {"name": route, **meta},
-                         "spec": {"parentRefs": parent,
-                                  "rules": [{"matches": _route_matches(rules[k])}]}})
-            objs.append(policy(route, "HTTPRoute", route, f"{svc.name}-authz-{k}"))
+            name = f"{server}-authz-{k}"
+            objs.append(route(name, parent, _route_matches(rules[k])))
+            objs.append(policy(name, "HTTPRoute", name, f"{svc.name}-authz-{k}"))
         if anyop:
-            route = f"{server}-authz-any"
-            objs.append({"apiVersion": f"{POLICY_API}/v1beta3", "kind": "HTTPRoute",
-                         "metadata": {"name": route, **meta},
-                         "spec": {"parentRefs": parent, "rules": [{"matches": [
-                             {"path": {"type": "PathPrefix", "value": "/"}}]}]}})
-            objs.append(policy(route, "HTTPRoute", route, f"{svc.name}-authz-any"))
+            name = f"{server}-authz-any"
+            objs.append(route(name, parent, [{"path": {"type": "PathPrefix", "value": "/"}}]))
+            objs.append(policy(name, "HTTPRoute", name, f"{svc.name}-authz-any"))
+        if probe_paths:
+            # With routes attached the policy controller no longer synthesises the
+            # probe route (policy-controller/k8s/index/src/inbound/index.rs
+            # http_routes); docs 2-edge/tasks/configuring-per-route-policy.md: "we must
+            # also create a HTTPRoute and AuthorizationPolicy so that probes from the
+            # Kubelet are still authorized". Exact GET matches, as the synthesised one.
+            name = f"{server}-probe"
+            objs.append(route(name, parent, [
+                {"path": {"type": "Exact", "value": path}, "method": "GET"}
+                for path in probe_paths]))
+            objs.append(policy(name, "HTTPRoute", name, f"{svc.name}-probe",
+                               "NetworkAuthentication"))
     return objs
 
 
@@ -414,7 +590,7 @@ def linkerd_policy_objects(spec: Spec, source: str = "spec"
             if svc.release is not None:
                 objs += [_version_service(spec, svc, v) for v in svc.versions or []]
             objs += _routes(spec, svc, c)
-            objs += _authorization(spec, svc)
+            objs += _authorization(spec, svc, c)
         if objs:
             out[c] = objs
     return out, []

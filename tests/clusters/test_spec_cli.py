@@ -225,7 +225,8 @@ def test_tampered_ciphertext_fails() -> None:
 def test_spec_and_stack_problems_are_reported_together(tmp_path: Path) -> None:
     spec = base_spec()
     spec["mesh"]["provider"] = "linkerd"
-    spec["pki"].update(keyAlgorithm="rsa-2048", intermediateValidityDays=40)
+    # renewBeforeDays below 40 (the Linkerd default, 60, would be a third problem)
+    spec["pki"].update(keyAlgorithm="rsa-2048", intermediateValidityDays=40, renewBeforeDays=10)
     output = assert_rejected(tmp_path, spec,
                              "meshboot:pki.keyAlgorithm: Linkerd requires ecdsa-p256",
                              "meshboot:pki.intermediateValidityDays: 40 days is shorter than 60")

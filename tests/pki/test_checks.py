@@ -190,3 +190,47 @@ def test_intermediate_with_eku_without_server_auth_fails(istio_root: CA) -> None
     checks = by_name(istio_cacerts_checks(istio_cacerts(bad)))
     verdict = checks["ca-cert.pem verifies to root-cert.pem"]
     assert not verdict.ok and "key usage" in verdict.message
+
+
+def _resigned_root(key_algorithm: str, digest: object) -> CA:
+    """A root whose own (self-)signature uses ``digest`` instead of SHA-256."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    base = CA.create_root(profile="istio", key_algorithm=key_algorithm, validity_days=3650)
+    c = base.cert
+    builder = x509.CertificateBuilder().subject_name(c.subject).issuer_name(c.issuer) \
+        .public_key(c.public_key()).serial_number(c.serial_number) \
+        .not_valid_before(c.not_valid_before_utc).not_valid_after(c.not_valid_after_utc)
+    for ext in c.extensions:
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    key = base.key
+    if isinstance(key, rsa.RSAPrivateKey):
+        cert = builder.sign(key, digest, rsa_padding=padding.PKCS1v15())  # type: ignore[arg-type]
+    else:
+        cert = builder.sign(key, digest)  # type: ignore[arg-type]
+    return CA.from_key(cert, key)
+
+
+@pytest.mark.parametrize("key_algorithm", ["ecdsa-p256", "rsa-2048"])
+def test_anchor_signature_algorithm_is_checked(key_algorithm: str) -> None:
+    # linkerd2 pkg/issuercerts/issuercerts.go CheckTrustAnchorAlgoRequirements
+    # (run by pkg/healthcheck "trust anchors are using supported crypto algorithm"):
+    # a P-256 anchor must itself be signed ECDSA-SHA256 (or SHA256-RSA), an RSA
+    # anchor SHA256-RSA. The key alone passing is not enough.
+    from cryptography.hazmat.primitives import hashes
+
+    anchor = _resigned_root(key_algorithm, hashes.SHA384())
+    issuer = anchor.issue_intermediate(
+        profile="istio", cluster="a", key_algorithm="ecdsa-p256", validity_days=365
+    )
+    checks = by_name(linkerd_identity_checks(anchor.cert_pem, issuer.cert_pem))
+    algo = checks["trust anchors are using supported crypto algorithm"]
+    assert not algo.ok and algo.failed, algo
+    assert "SHA384" in algo.message
+    # the same anchor signed with SHA-256 passes
+    good = _resigned_root(key_algorithm, hashes.SHA256())
+    checks = by_name(linkerd_identity_checks(good.cert_pem, good.issue_intermediate(
+        profile="istio", cluster="a", key_algorithm="ecdsa-p256",
+        validity_days=365).cert_pem))
+    assert checks["trust anchors are using supported crypto algorithm"].ok

@@ -80,7 +80,10 @@ def linkerd_policy() -> dict[str, Any]:
         "routing": {"localShare": 70}, "timeout": "3s",
         "retries": {"attempts": 2, "perTryTimeout": "1s", "retryOn": ["5xx"]},
         "authorization": {"rules": [{"from": {"serviceAccounts": ["bookinfo/productpage"]},
-                                     "to": {"methods": ["GET"], "paths": ["/api/*"]}}]}})
+                                     "to": {"methods": ["GET"], "paths": ["/api/*"]}}],
+                          "probePaths": ["/healthz"]}})
+    spec["linkerd"] = {"admitGatewayIdentity": True}  # b is on another network
+    spec["clusters"][1]["gatewayApiVersion"] = "v1.2.1"  # b: present, keeps timeouts
     spec["services"].append({
         "name": "details", "namespace": "shop", "ports": [{"name": "http", "port": 9080}],
         "clusters": ["a", "b"], "versions": ["v1", "v2"],

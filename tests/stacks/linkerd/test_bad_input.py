@@ -21,7 +21,9 @@ def run(tmp_path: Path, spec: dict[str, Any], command: str = "validate") -> tupl
 
 
 def problem_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if ": meshboot:" in line]
+    # Errors only: warnings (e.g. renewBeforeDays under Linkerd's 60) do not fail a run.
+    return [line for line in output.splitlines()
+            if ": meshboot:" in line and not line.startswith("warning:")]
 
 
 def test_all_problems_at_once(tmp_path: Path) -> None:

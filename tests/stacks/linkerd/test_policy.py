@@ -35,7 +35,14 @@ def policy_spec() -> dict[str, Any]:
         "release": {"canary": {"stable": "v1", "candidate": "v2", "weight": 10,
                                "header": {"name": "x-canary", "exact": "yes"}}}})
     spec["security"] = {"defaultDeny": True}
+    # b is reached through gateways: admit the gateway identity (test_upstream_fixes)
+    spec["linkerd"] = {"admitGatewayIdentity": True}
+    # b brings its own Gateway API CRDs: recent enough for rules[].timeouts
+    spec["clusters"][1]["gatewayApiVersion"] = "v1.2.1"
     return spec
+
+
+GATEWAY = "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd."
 
 
 def objects(tree: dict[str, list[dict[str, Any]]], cluster: str, kind: str
@@ -64,15 +71,17 @@ def test_policies_map_to_valid_linkerd_objects(tmp_path: Path) -> None:
         assert weights == {"reviews": 70, **{f"reviews-{o}": 15 for o in others}}
         assert rule["timeouts"] == {"request": "3s"}
         retry = routes["reviews-http-retry"]
+        # retry.linkerd.io/grpc is read on GRPCRoutes only (test_upstream_fixes)
         assert retry["metadata"]["annotations"] == {
             "retry.linkerd.io/limit": "2", "retry.linkerd.io/http": "5xx",
-            "retry.linkerd.io/grpc": "unavailable", "retry.linkerd.io/timeout": "1s"}
+            "retry.linkerd.io/timeout": "1s"}
         methods = {m["method"] for m in retry["spec"]["rules"][0]["matches"]}
         assert "POST" not in methods and "GET" in methods
         mtls = objects(tree, caller, "MeshTLSAuthentication")["reviews-callers"]
         assert sorted(mtls["spec"]["identities"]) == sorted([
             "productpage.bookinfo.serviceaccount.identity.linkerd.mesh.example.org",
-            "*.frontend.serviceaccount.identity.linkerd.mesh.example.org"])
+            "*.frontend.serviceaccount.identity.linkerd.mesh.example.org",
+            GATEWAY + "mesh.example.org"])
         server = objects(tree, caller, "Server")["reviews-http"]
         assert server["spec"]["port"] == 9080
         assert objects(tree, caller, "AuthorizationPolicy")["reviews-http"]["spec"][
@@ -150,7 +159,8 @@ def test_per_route_authorization(tmp_path: Path) -> None:
          "to": {"methods": ["GET"], "paths": ["/api/v1/*"]}},      # inside rule 0
         {"to": {"paths": ["/healthz"]}},                           # any meshed caller
     ]
-    spec["services"][0]["authorization"] = {"rules": rules}
+    spec["services"][0]["authorization"] = {"rules": rules, "probePaths": ["/healthz"]}
+    spec["linkerd"] = {"admitGatewayIdentity": True}  # a is reached from b's network
     code, output = invoke(tmp_path, spec)
     assert code == 0, output
     tree = load_tree(tmp_path / "out")
@@ -160,16 +170,22 @@ def test_per_route_authorization(tmp_path: Path) -> None:
     auths = {o["metadata"]["name"]: sorted(o["spec"]["identities"])
              for o in objs if o["kind"] == "MeshTLSAuthentication"}
     admin = f"*.admin.serviceaccount.identity.linkerd.{td}"
+    gw = GATEWAY + td
     assert auths == {
-        "reviews-authz-0": sorted([sa("bookinfo", "productpage"), admin]),
-        "reviews-authz-2": sorted([sa("ops", "reporter"), sa("bookinfo", "productpage"), admin]),
+        "reviews-authz-0": sorted([sa("bookinfo", "productpage"), admin, gw]),
+        "reviews-authz-2": sorted([sa("ops", "reporter"), sa("bookinfo", "productpage"),
+                                   admin, gw]),
         "reviews-authz-3": ["*"],
-        "reviews-authz-any": [admin],
+        "reviews-authz-any": sorted([admin, gw]),
     }
     routes = {o["metadata"]["name"]: o for o in objs
               if o["kind"] == "HTTPRoute" and o["apiVersion"].startswith("policy.linkerd.io/")}
     assert set(routes) == {"reviews-http-authz-0", "reviews-http-authz-2",
-                           "reviews-http-authz-3", "reviews-http-authz-any"}
+                           "reviews-http-authz-3", "reviews-http-authz-any",
+                           "reviews-http-probe"}  # kubelet probes (test_upstream_fixes)
+    probe = routes.pop("reviews-http-probe")
+    assert probe["spec"]["rules"][0]["matches"] == [
+        {"path": {"type": "Exact", "value": "/healthz"}, "method": "GET"}]
     for route in routes.values():
         assert route["spec"]["parentRefs"] == [
             {"group": "policy.linkerd.io", "kind": "Server", "name": "reviews-http"}]
@@ -203,6 +219,8 @@ def test_outlier_detection_becomes_a_circuit_breaker(tmp_path: Path) -> None:
             "balancer.linkerd.io/failure-accrual": "consecutive",
             "balancer.linkerd.io/failure-accrual-consecutive-max-failures": str(failures),
             "balancer.linkerd.io/failure-accrual-consecutive-min-penalty": "90s",
+            # over the 60s default max penalty (see test_upstream_fixes)
+            "balancer.linkerd.io/failure-accrual-consecutive-max-penalty": "90s",
         }
 
 

@@ -180,6 +180,8 @@ def test_links_for_every_ordered_pair(rendered: tuple[dict[str, Any], Path, str]
             assert entry.get("gateway") == {"enabled": False}
             assert link["remoteDiscoverySelector"]["matchExpressions"][0]["values"] == [
                 "true", "remote-discovery"]
+            assert link["federatedServiceSelector"] == {
+                "matchLabels": {"mirror.linkerd.io/federated": "member"}}
         else:
             assert link["gatewayAddress"] == address(spec, b)
             assert link["gatewayPort"] == "4143"
@@ -189,8 +191,8 @@ def test_links_for_every_ordered_pair(rendered: tuple[dict[str, Any], Path, str]
             assert link["probeSpec"]["port"] == "4191"
             assert link["selector"] == {"matchLabels": {"mirror.linkerd.io/exported": "true"}}
             assert "gateway" not in entry
-        assert link["federatedServiceSelector"] == {
-            "matchLabels": {"mirror.linkerd.io/federated": "member"}}
+            # federated members are joined pod-to-pod only (see test_upstream_fixes)
+            assert "federatedServiceSelector" not in link
         for ns in ("linkerd-multicluster", "linkerd"):
             assert f"{a}: Secret {ns}/cluster-credentials-{b}" in output
     for a in names(spec):
