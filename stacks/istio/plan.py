@@ -176,7 +176,8 @@ def check(spec: Spec) -> list[Problem]:
         for net in networks(spec):
             members = [c for c in spec.clusters if c.network == net]
             if not any(c.name in gateways for c in members):
-                first = next(c for c in members if c.east_west_gateway.enabled is False)
+                first = next((c for c in members if c.east_west_gateway.enabled is False),
+                             members[0])
                 problems.append(Problem(
                     f"meshboot:clusters[{cluster_index(spec, first.name)}].eastWestGateway.enabled",
                     f"network {net!r} has no east-west gateway: a multi-network mesh needs one "

@@ -197,6 +197,26 @@ def test_service_entry_mode_resolves_and_is_not_shadowed(tmp_path: Path) -> None
         ["cart-crosscluster"]
 
 
+def test_service_entry_mode_under_pulumi() -> None:
+    # The same plan through the Pulumi adapter: remote secrets (which render only lists)
+    # exist for a primary's own remotes only, and the istiod values carry the DNS proxy.
+    from tests.support.pulumi_harness import SECRET, run_program, unwrap_secrets, with_fake_kubeconfigs
+
+    spec = se_spec(service("ratings", ["west"]))
+    for c in spec["clusters"]:
+        c["eastWestGateway"].pop("address")
+    run = run_program(with_fake_kubeconfigs(spec))
+    pairs = {(r.name.split("-", 1)[0], r.name.rsplit("istio-remote-secret-", 1)[1])
+             for r in run.of_type(SECRET) if not r.read and "istio-remote-secret-" in r.name}
+    assert pairs == {("east", "central")}
+    for primary in ("east", "west"):
+        values = unwrap_secrets(run.named(f"{primary}-istiod").inputs["values"])
+        assert values["meshConfig"]["defaultConfig"]["proxyMetadata"] == DNS_PROXY
+    # central shares east's network gateway: no gateway release, no Istio CRs there.
+    names = {r.name for r in run.resources if r.name.startswith("central-")}
+    assert "central-eastwest-gateway" not in names and "central-mesh-gateways" not in names
+
+
 def test_discovery_mode_keeps_remote_secrets_and_stubs(tmp_path: Path) -> None:
     tree, output = render_tree(tmp_path, three_cluster_spec([service("ratings", ["west"])]))
     assert "east: Secret istio-system/istio-remote-secret-west" in output
