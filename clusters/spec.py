@@ -78,10 +78,14 @@ class PkiSpec(Model):
 
 
 class EastWestGatewaySpec(Model):
-    # None: installed where the mesh needs it (several networks, or a primary
-    # serving remotes); True/False forces it.
+    # None: installed where the mesh needs it (a primary serving remotes; with
+    # several networks, every primary and a remote whose network has no other
+    # gateway); True/False forces it (False only where the network keeps one).
     enabled: bool | None = None
     address: str | None = None
+    # Accept a host name (address, or a hostname load balancer) as the
+    # remotePilotAddress of this primary's remotes; upstream expects an IP.
+    allow_hostname: bool = False
 
 
 class ClusterSpec(Model):
@@ -96,7 +100,9 @@ class ClusterSpec(Model):
     role: Literal["primary", "remote"] = "primary"
     primary: str | None = None
     east_west_gateway: EastWestGatewaySpec = EastWestGatewaySpec()
-    # Another mesh id for this cluster (defaults to meshboot:mesh.id).
+    # Must equal meshboot:mesh.id when set: all clusters of a multicluster mesh share
+    # one mesh ID (istio-discovery values.yaml, global.meshID). Kept so specs that
+    # spell it out stay valid.
     mesh_id: str | None = None
     # "present": the cluster already has the Gateway API CRDs (Linkerd stack).
     gateway_api_crds: Literal["install", "present"] = "install"

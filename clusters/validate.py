@@ -230,8 +230,13 @@ def _check_clusters(clusters: dict[int, ClusterSpec], mesh_id: str) -> list[Prob
         if not LABEL_VALUE.match(c.network) or len(c.network) > 63:
             out.append(Problem(f"{base}.network",
                                f"{echo(c.network)} is not a valid Kubernetes label value"))
-        if c.mesh_id is not None:
-            out += label_problem(f"{base}.meshId", c.mesh_id, "mesh id")
+        if c.mesh_id is not None and c.mesh_id != mesh_id:
+            # Upstream istio-discovery values.yaml (global.meshID): "Within a multicluster
+            # mesh, each cluster must be (manually or auto) configured to have the same
+            # Mesh ID value."
+            out.append(Problem(f"{base}.meshId",
+                               f"{echo(c.mesh_id)} differs from meshboot:mesh.id {echo(mesh_id)}: "
+                               "all clusters of one mesh share its mesh ID (remove the key)"))
         if c.zone and not c.region:
             out.append(Problem(f"{base}.zone", "a zone needs a region"))
         if c.role == "remote":
@@ -243,11 +248,6 @@ def _check_clusters(clusters: dict[int, ClusterSpec], mesh_id: str) -> list[Prob
                 out.append(Problem(f"{base}.primary",
                                    f"{echo(c.primary)} is a remote cluster; a remote must point "
                                    "at a primary"))
-            elif (c.mesh_id or mesh_id) != (by_name[c.primary].mesh_id or mesh_id):
-                out.append(Problem(f"{base}.meshId",
-                                   f"remote {echo(c.name)} is on mesh id {echo(c.mesh_id or mesh_id)} "
-                                   f"but its primary {echo(c.primary)} is on mesh id "
-                                   f"{echo(by_name[c.primary].mesh_id or mesh_id)}"))
         elif c.primary:
             out.append(Problem(f"{base}.primary", "only clusters with role remote have a primary"))
         address = c.east_west_gateway.address

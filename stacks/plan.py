@@ -53,6 +53,8 @@ class GatewayAddressRef:
     fixed: str | None          # the spec's eastWestGateway.address
     after_step: str            # the step that installs the gateway in ``cluster``
     spec_path: str             # key path to name when render has no address
+    # Used as a remote's remotePilotAddress: a load-balancer host name is an error.
+    require_ip: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ cluster with its own explicit ``kubernetes.Provider``. Every child is named
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,7 +227,14 @@ class MeshEnvironment(pulumi.ComponentResource):
 
     def _gateway_address(self, ref: GatewayAddressRef) -> pulumi.Input[str]:
         if ref.fixed:
-            return ref.fixed
+            return ref.fixed  # a fixed host name is checked against the spec (stacks.istio.plan)
+        address = self._ingress(ref)
+        if ref.require_ip:
+            cluster, path = ref.cluster, ref.spec_path
+            return address.apply(lambda a: _pilot_address(cluster, path, a))
+        return address
+
+    def _ingress(self, ref: GatewayAddressRef) -> pulumi.Output[str]:
         if ref.cluster not in self._gateway_addresses:
             st = self.clusters[ref.cluster]
             svc = k8s.core.v1.Service.get(
@@ -338,6 +346,24 @@ def _ingress_address(cluster: str, spec_path: str, status: Any) -> str:
     raise ProgramError(f"{spec_path}: cluster {cluster!r}: the east-west gateway Service has no "
                        "load-balancer ingress; set this address, or give the cluster a "
                        "load-balancer implementation (e.g. MetalLB on kind)")
+
+
+def _pilot_address(cluster: str, spec_path: str, address: str) -> str:
+    """A load-balancer address used as remotePilotAddress: an IP, as upstream expects.
+
+    istio.io setup/install/multicluster/primary-remote: "not suitable for AWS EKS primary
+    cluster deployment" (FQDN load balancers); a host name makes the remote's `istiod`
+    Service an ExternalName (istio-discovery templates/remote-istiod-service.yaml).
+    """
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        allow = spec_path.rsplit(".", 1)[0] + ".allowHostname"
+        raise ProgramError(
+            f"{spec_path}: cluster {cluster!r}: the east-west gateway's load balancer has the "
+            f"host name {address!r}, but remotes need an IP as remotePilotAddress; set this "
+            f"address to an IP, or {allow}: true to accept the host name") from None
+    return address
 
 
 def _token_kubeconfig(ref: KubeconfigRef, data: Any) -> str:

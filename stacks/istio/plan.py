@@ -9,6 +9,7 @@ multi-network and primary-remote install guides (see mesh-facts.md).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from clusters.errors import Problem, SpecError
@@ -18,6 +19,7 @@ from stacks.common import (
     cluster_index,
     is_multi_network,
     namespace,
+    networks,
     remotes_of,
     service_account_token_secret,
     service_namespaces,
@@ -48,44 +50,139 @@ def serves_remotes(spec: Spec, cluster: ClusterSpec) -> bool:
     return not cluster.is_remote and bool(remotes_of(spec, cluster.name))
 
 
+def config_cluster(spec: Spec, cluster: ClusterSpec) -> str:
+    """The primary whose istiod (and config store) serves ``cluster``."""
+    return cluster.primary if cluster.is_remote and cluster.primary else cluster.name
+
+
+def config_only(spec: Spec) -> bool:
+    """``traffic.crossCluster: serviceEntry``: primaries do not discover each other.
+
+    Upstream, a Kubernetes Service wins over a ServiceEntry of the same host and
+    namespace (pilot/pkg/model/push_context.go, initServiceRegistry: "the Service is
+    from Kubernetes it should take precedence"), and a remote secret makes istiod
+    discover every Service of that cluster. So a ServiceEntry for a service that runs
+    in another primary's clusters only routes if this primary does not read them:
+    each primary holds remote secrets for its own remotes only (which primary-remote
+    needs: the primary discovers and patches its remotes through them).
+    """
+    return spec.traffic.cross_cluster == "serviceEntry"
+
+
+def _gateway_scope(spec: Spec, c: ClusterSpec) -> tuple[str, ...]:
+    """Clusters whose gateways stand in for each other: one network (config-only
+    meshes: one network of one config store, as a gateway routes with its own
+    istiod's endpoints)."""
+    return (config_cluster(spec, c), c.network) if config_only(spec) else (c.network,)
+
+
+def eastwest_clusters(spec: Spec) -> list[str]:
+    """Clusters that get an east-west gateway, in spec order.
+
+    Upstream: a primary serving remotes exposes istiod through its gateway
+    (samples/multicluster/expose-istiod.yaml); several networks need a gateway per
+    network (istio.io setup/install/multicluster/multi-primary_multi-network,
+    primary-remote_multi-network). Every primary of a multi-network mesh gets one;
+    a remote only when its network has no other (on its primary's network it has
+    none, as in setup/install/multicluster/primary-remote). ``enabled`` forces it.
+    """
+    multi = is_multi_network(spec)
+    chosen: list[str] = []
+    for c in spec.clusters:
+        if c.is_remote:
+            continue
+        forced = c.east_west_gateway.enabled
+        if forced if forced is not None else (multi or serves_remotes(spec, c)):
+            chosen.append(c.name)
+    for c in spec.clusters:
+        if c.is_remote and c.east_west_gateway.enabled:
+            chosen.append(c.name)
+    for c in spec.clusters:
+        if c.is_remote and c.east_west_gateway.enabled is None and multi:
+            scope = _gateway_scope(spec, c)
+            if not any(_gateway_scope(spec, spec.cluster(g)) == scope for g in chosen):
+                chosen.append(c.name)
+    return [c.name for c in spec.clusters if c.name in chosen]
+
+
 def needs_eastwest(spec: Spec, cluster: ClusterSpec) -> bool:
-    forced = cluster.east_west_gateway.enabled
-    if forced is not None:
-        return forced
-    return is_multi_network(spec) or serves_remotes(spec, cluster)
+    return cluster.name in eastwest_clusters(spec)
 
 
-def mesh_id(spec: Spec, cluster: ClusterSpec) -> str:
-    return cluster.mesh_id or spec.mesh.id
+def network_gateway(spec: Spec, cluster: ClusterSpec) -> str | None:
+    """The cluster whose east-west gateway other networks dial to reach ``cluster``'s
+    workloads (its own, else one in its gateway scope, the config cluster first)."""
+    gateways = eastwest_clusters(spec)
+    if cluster.name in gateways:
+        return cluster.name
+    scope = _gateway_scope(spec, cluster)
+    candidates = [g for g in gateways if _gateway_scope(spec, spec.cluster(g)) == scope]
+    candidates.sort(key=lambda g: g != config_cluster(spec, cluster))
+    return candidates[0] if candidates else None
 
 
-def gateway_address(spec: Spec, name: str) -> GatewayAddressRef:
+def gateway_address(spec: Spec, name: str, require_ip: bool = False) -> GatewayAddressRef:
     c = spec.cluster(name)
     return GatewayAddressRef(
         cluster=name, namespace=ISTIO_NS, service=EASTWEST,
         fixed=c.east_west_gateway.address, after_step="eastwest-gateway",
-        spec_path=f"meshboot:clusters[{cluster_index(spec, name)}].eastWestGateway.address")
+        spec_path=f"meshboot:clusters[{cluster_index(spec, name)}].eastWestGateway.address",
+        require_ip=require_ip)
 
 
 def discovery_sources(spec: Spec, cluster: ClusterSpec) -> list[ClusterSpec]:
-    """Clusters whose API servers this primary's istiod watches (all others)."""
+    """Clusters whose API servers this primary's istiod watches: all others, or only
+    its own remotes in a config-only mesh (see ``config_only``)."""
     if cluster.is_remote:
         return []
+    if config_only(spec):
+        return remotes_of(spec, cluster.name)
     return [c for c in spec.clusters if c.name != cluster.name]
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
 
 
 def check(spec: Spec) -> list[Problem]:
     problems: list[Problem] = []
+    gateways = eastwest_clusters(spec)
     for i, c in enumerate(spec.clusters):
-        if c.is_remote and c.primary and not needs_eastwest(spec, spec.cluster(c.primary)):
+        if serves_remotes(spec, c) and c.name not in gateways:
+            remote = remotes_of(spec, c.name)[0]
             problems.append(Problem(
-                f"meshboot:clusters[{cluster_index(spec, c.primary)}].eastWestGateway.enabled",
-                f"primary {c.primary!r} serves remote {c.name!r} and must expose istiod "
+                f"meshboot:clusters[{i}].eastWestGateway.enabled",
+                f"primary {c.name!r} serves remote {remote.name!r} and must expose istiod "
                 "through its east-west gateway"))
-        if is_multi_network(spec) and c.east_west_gateway.enabled is False:
-            problems.append(Problem(f"meshboot:clusters[{i}].eastWestGateway.enabled",
-                                    "a multi-network mesh needs an east-west gateway in every "
-                                    "cluster"))
+        address = c.east_west_gateway.address
+        if serves_remotes(spec, c) and address and not _is_ip(address) \
+                and not c.east_west_gateway.allow_hostname:
+            # istio.io setup/install/multicluster/primary-remote: "not suitable for AWS EKS
+            # primary cluster deployment" (FQDN load balancers). The remote's istiod chart
+            # turns a non-IP remotePilotAddress into an ExternalName Service and writes no
+            # EndpointSlice (istio-discovery templates/remote-istiod-service.yaml,
+            # remote-istiod-endpointslices.yaml).
+            problems.append(Problem(
+                f"meshboot:clusters[{i}].eastWestGateway.address",
+                f"{address!r} is a host name, but it is the remotePilotAddress of "
+                f"{c.name!r}'s remotes, which upstream expects to be a stable IP; use the "
+                "load balancer's IP, or set eastWestGateway.allowHostname: true"))
+    if is_multi_network(spec):
+        # One gateway per network (istio.io multi-primary_multi-network,
+        # primary-remote_multi-network): without one, other networks cannot reach it.
+        for net in networks(spec):
+            members = [c for c in spec.clusters if c.network == net]
+            if not any(c.name in gateways for c in members):
+                first = next((c for c in members if c.east_west_gateway.enabled is False),
+                             members[0])
+                problems.append(Problem(
+                    f"meshboot:clusters[{cluster_index(spec, first.name)}].eastWestGateway.enabled",
+                    f"network {net!r} has no east-west gateway: a multi-network mesh needs one "
+                    "per network (enable it in one of its clusters)"))
     return problems
 
 
@@ -94,13 +191,24 @@ def _values_base(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
     if c.is_remote:
         values["profile"] = "remote"
     if spec.mesh.revision:
-        values["revision"] = spec.mesh.revision
+        # The base chart has no `revision` value. Its `istiod-default-validator` calls
+        # Service `istiod` unless defaultRevision names another revision, then
+        # `istiod-<defaultRevision>` (base/templates/defaultrevision-
+        # validatingwebhookconfiguration.yaml), the Service istiod's chart creates for
+        # that revision, in remotes too (istio-discovery templates/remote-istiod-service.yaml).
+        values["defaultRevision"] = spec.mesh.revision
     return values
+
+
+# istio.io ops/configuration/traffic-management/dns-proxy ("Getting started"): a
+# ServiceEntry host resolves in a pod only through the sidecar's DNS proxy; auto
+# allocation gives it a VIP (pilot/pkg/serviceregistry/serviceentry/auto_allocation.go).
+DNS_PROXY_METADATA = {"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_DNS_AUTO_ALLOCATE": "true"}
 
 
 def istiod_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
     glob: dict[str, Any] = {
-        "meshID": mesh_id(spec, c),
+        "meshID": spec.mesh.id,
         "multiCluster": {"clusterName": c.name},
         "network": c.network,
     }
@@ -108,23 +216,30 @@ def istiod_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
     if c.is_remote:
         assert c.primary is not None
         values["profile"] = "remote"
-        glob["remotePilotAddress"] = gateway_address(spec, c.primary)
+        primary = spec.cluster(c.primary)
+        glob["remotePilotAddress"] = gateway_address(
+            spec, c.primary, require_ip=not primary.east_west_gateway.allow_hostname)
         values["istiodRemote"] = {"injectionPath": f"/inject/cluster/{c.name}/net/{c.network}"}
     elif serves_remotes(spec, c):
         glob["externalIstiod"] = True
     if spec.mesh.revision:
         values["revision"] = spec.mesh.revision
     values["global"] = glob
-    values["meshConfig"] = {"trustDomain": spec.mesh.trust_domain}
+    mesh_config: dict[str, Any] = {"trustDomain": spec.mesh.trust_domain}
+    if config_only(spec) and not c.is_remote:
+        # Primaries only: a remote's proxies are injected and configured by its primary's
+        # istiod (the remote profile has `configMap: false`, files/profile-remote.yaml).
+        mesh_config["defaultConfig"] = {"proxyMetadata": dict(DNS_PROXY_METADATA)}
+    values["meshConfig"] = mesh_config
     return values
 
 
 def eastwest_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "name": EASTWEST,
-        "networkGateway": c.network,
-        "labels": {"istio": "eastwestgateway", "topology.istio.io/network": c.network},
-    }
+    # As the docs' Helm command (`--set name=istio-eastwestgateway --set networkGateway=..`):
+    # the chart derives `istio: eastwestgateway` from the name (gateway/templates/
+    # _helpers.tpl, trimPrefix "istio-") and adds topology.istio.io/network itself
+    # (templates/deployment.yaml, service.yaml), so no `labels`.
+    values: dict[str, Any] = {"name": EASTWEST, "networkGateway": c.network}
     if spec.mesh.revision:
         values["revision"] = spec.mesh.revision
     return values
@@ -147,9 +262,16 @@ def cross_network_gateway() -> dict[str, Any]:
 
 
 def istiod_exposure(spec: Spec) -> list[dict[str, Any]]:
-    """Gateway + VirtualService that let remotes reach istiod (15012 xDS, 15017 webhook)."""
-    svc = f"istiod-{spec.mesh.revision}" if spec.mesh.revision else "istiod"
+    """Gateway + VirtualService that let remotes reach istiod (15012 xDS, 15017 webhook).
+
+    Without a revision: samples/multicluster/expose-istiod.yaml. With one:
+    samples/multicluster/expose-istiod-rev.yaml.tmpl, a VirtualService per revision
+    matching that revision's SNI, so two revisions (a canary) can be exposed together.
+    """
+    rev = spec.mesh.revision
+    svc = f"istiod-{rev}" if rev else "istiod"
     host = f"{svc}.{ISTIO_NS}.svc.cluster.local"
+    sni = [f"{svc}.{ISTIO_NS}.svc", host] if rev else ["*"]
     gateway = {
         "apiVersion": "networking.istio.io/v1",
         "kind": "Gateway",
@@ -159,7 +281,8 @@ def istiod_exposure(spec: Spec) -> list[dict[str, Any]]:
             "servers": [
                 {"port": {"name": "tls-istiod", "number": 15012, "protocol": "tls"},
                  "tls": {"mode": "PASSTHROUGH"}, "hosts": ["*"]},
-                {"port": {"name": "tls-istiodwebhook", "number": 15017, "protocol": "tls"},
+                {"port": {"name": "tls-webhook" if rev else "tls-istiodwebhook",
+                          "number": 15017, "protocol": "tls"},
                  "tls": {"mode": "PASSTHROUGH"}, "hosts": ["*"]},
             ],
         },
@@ -167,14 +290,14 @@ def istiod_exposure(spec: Spec) -> list[dict[str, Any]]:
     vs = {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
-        "metadata": {"name": "istiod-vs", "namespace": ISTIO_NS},
+        "metadata": {"name": f"istiod-vs-{rev}" if rev else "istiod-vs", "namespace": ISTIO_NS},
         "spec": {
             "hosts": ["*"],
             "gateways": ["istiod-gateway"],
             "tls": [
-                {"match": [{"port": 15012, "sniHosts": ["*"]}],
+                {"match": [{"port": 15012, "sniHosts": list(sni)}],
                  "route": [{"destination": {"host": host, "port": {"number": 15012}}}]},
-                {"match": [{"port": 15017, "sniHosts": ["*"]}],
+                {"match": [{"port": 15017, "sniHosts": list(sni)}],
                  "route": [{"destination": {"host": host, "port": {"number": 443}}}]},
             ],
         },
@@ -241,11 +364,10 @@ def build_istio_plan(spec: Spec, policy: dict[str, list[dict[str, Any]]] | None 
     problems = check(spec)
     if problems:
         raise SpecError(source, problems)
-    primaries = [c for c in spec.clusters if not c.is_remote]
-    read_by_others = {c.name for c in spec.clusters} if len(primaries) > 1 else \
-        {c.name for c in spec.clusters if c not in primaries}
+    read_by_others = {t.name for c in spec.clusters for t in discovery_sources(spec, c)}
     app_namespaces = [namespace(ns, injection_labels(spec)) for ns in service_namespaces(spec)
                       if ns not in BUILTIN_NAMESPACES and ns != ISTIO_NS]
+    gateways = eastwest_clusters(spec)
     plans = []
     for c in spec.clusters:
         cp = ClusterPlan(c.name)
@@ -254,27 +376,38 @@ def build_istio_plan(spec: Spec, policy: dict[str, list[dict[str, Any]]] | None 
         objs = [namespace(ISTIO_NS, {"topology.istio.io/network": c.network}, ns_annotations)]
         objs += app_namespaces
         cp.add(Step("namespaces", objects=tuple(objs)))
-        cp.add(Step("cacerts", after=("namespaces",), objects=(cacerts_secret(c.name),)))
+        istiod_after: tuple[str, ...] = ("istio-base",)
+        if not c.is_remote:
+            # A remote runs no istiod: its workloads get certificates from the primary's
+            # istiod (through the east-west gateway, 15012), so it has no use for cacerts.
+            cp.add(Step("cacerts", after=("namespaces",), objects=(cacerts_secret(c.name),)))
+            istiod_after = ("cacerts", "istio-base")
         cp.add(Step("istio-base", after=("namespaces",),
                     release=chart(spec, "base", "istio-base", _values_base(spec, c))))
         if c.name in read_by_others:
             # The token controller fills it once the ServiceAccount exists (base chart).
             cp.add(Step("reader-token", after=("istio-base",),
                         objects=(reader_token_secret(spec),)))
-        cp.add(Step("istiod", after=("cacerts", "istio-base"),
+        cp.add(Step("istiod", after=istiod_after,
                     release=chart(spec, "istiod", "istiod", istiod_values(spec, c))))
         cr_after = "istiod"
-        if needs_eastwest(spec, c):
+        if c.name in gateways:
             cp.add(Step("eastwest-gateway", after=("istiod",),
                         release=chart(spec, "gateway", EASTWEST, eastwest_values(spec, c))))
             cr_after = "eastwest-gateway"
+        if not c.is_remote:
+            # Istio resources only in primaries: a remote's gateways are configured from
+            # its primary's config store, whose Gateways select them by label too
+            # (istio.io primary-remote_multi-network: "exposing services on the primary
+            # cluster will expose them on the east-west gateways of both clusters").
             gws: list[dict[str, Any]] = []
-            if is_multi_network(spec):
+            served = [c.name] + [r.name for r in remotes_of(spec, c.name)]
+            if is_multi_network(spec) and any(n in gateways for n in served):
                 gws.append(cross_network_gateway())
             if serves_remotes(spec, c):
                 gws += istiod_exposure(spec)
             if gws:
-                cp.add(Step("mesh-gateways", after=("eastwest-gateway",), objects=tuple(gws)))
+                cp.add(Step("mesh-gateways", after=(cr_after,), objects=tuple(gws)))
         sources = discovery_sources(spec, c)
         if sources:
             cp.add(Step("remote-secrets", after=("istiod",),

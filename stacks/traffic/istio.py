@@ -36,7 +36,7 @@ from clusters.policy import (
 )
 from clusters.spec import ServiceSpec, Spec
 from stacks.common import is_multi_network, locality, remotes_of, service_namespaces, service_ports
-from stacks.istio.plan import ISTIO_NS, gateway_address, needs_eastwest
+from stacks.istio.plan import ISTIO_NS, config_cluster, gateway_address, network_gateway
 from stacks.labels import MANAGED
 
 NET_V1 = "networking.istio.io/v1"
@@ -100,16 +100,48 @@ def check_istio_policy(spec: Spec) -> list[Problem]:
                                     "networks' east-west gateways (use discovery)"))
         else:
             for i, c in enumerate(spec.clusters):
-                if not needs_eastwest(spec, c) and any(c.name in s.clusters for s in spec.services):
+                if network_gateway(spec, c) is None and any(c.name in s.clusters
+                                                            for s in spec.services):
                     problems.append(Problem(f"meshboot:clusters[{i}].eastWestGateway.enabled",
                                             f"cluster {c.name!r} runs services that other clusters "
-                                            "reach through its east-west gateway"))
+                                            "reach through an east-west gateway of its network "
+                                            "and config store, and there is none"))
+            problems += _check_config_stores(spec)
     for i, s in enumerate(spec.services):
         if _splits_by_cluster(s):
             for j, v in enumerate(s.versions or []):
                 if v in s.clusters:
                     problems.append(Problem(f"meshboot:services[{i}].versions[{j}]",
                                             f"version {v!r} has the name of a cluster subset"))
+    return problems
+
+
+def _check_config_stores(spec: Spec) -> list[Problem]:
+    """serviceEntry mode: a store that runs a service knows only its own endpoints.
+
+    Primaries do not read each other (``stacks.istio.plan.config_only``), and a
+    ServiceEntry cannot add the other stores' endpoints under the host of a Service
+    the store has (push_context.go: the Kubernetes Service wins). So per-cluster
+    shares must stay inside the caller's store where the store runs the service.
+    """
+    problems: list[Problem] = []
+    store = {c.name: config_cluster(spec, c) for c in spec.clusters}
+    for i, s in enumerate(spec.services):
+        if not _splits_by_cluster(s):
+            continue
+        for caller in callers(spec, s):
+            home = store[caller]
+            if not any(store[r] == home for r in s.clusters):
+                continue  # reached through a ServiceEntry: every running cluster is fine
+            away = sorted(c for c in cluster_split(spec, s, caller) if store[c] != home)
+            if away:
+                problems.append(Problem(
+                    f"meshboot:services[{i}].routing",
+                    f"with traffic.crossCluster serviceEntry, callers in {caller!r} are served "
+                    f"by config store {home!r}, which runs {s.name!r} and so cannot route to "
+                    f"{', '.join(away)} (another config store); keep the shares inside the "
+                    "store, or use crossCluster: discovery"))
+                break
     return problems
 
 
@@ -144,7 +176,11 @@ def service_entry(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
         if name not in s.clusters:
             continue
         c = spec.cluster(name)
-        ref = gateway_address(spec, name)
+        # The gateway of the cluster's network (its own, or another on that network in its
+        # config store): AUTO_PASSTHROUGH routes with that store's endpoints.
+        gateway = network_gateway(spec, c)
+        assert gateway is not None  # check_istio_policy
+        ref = gateway_address(spec, gateway)
         addresses.append(ref.fixed)
         ep: dict[str, Any] = {
             "address": ref,

@@ -260,6 +260,9 @@ def explain(objs: list[dict[str, Any]], host: str, req: Request,
                                   if k != "localityLbSetting"} or None
         result["connectionPool"] = tp.get("connectionPool")
     result["reachability"] = _reachability(objs, plain if plain is not None else objs, host)
+    if result["reachability"]["resolves"] is None:
+        notes.append("no rendered Service or DNS-proxied ServiceEntry makes the name resolve in "
+                     "this cluster: it resolves only where the application's own Service exists")
     return result
 
 
@@ -288,14 +291,41 @@ def _destination(objs: list[dict[str, Any]], dest: dict[str, Any], weight: int, 
     }
 
 
+DNS_CAPTURE = "ISTIO_META_DNS_CAPTURE"
+
+
+def dns_capture(config: list[dict[str, Any]]) -> bool:
+    """Whether the config cluster's istiod turns on the sidecars' DNS proxy
+    (``meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE``)."""
+    for o in config:
+        spec = o.get("spec") or {}
+        if o.get("kind") != "HelmRelease" or \
+                ((spec.get("chart") or {}).get("spec") or {}).get("chart") != "istiod":
+            continue
+        mesh = (spec.get("values") or {}).get("meshConfig") or {}
+        meta = (mesh.get("defaultConfig") or {}).get("proxyMetadata") or {}
+        if str(meta.get(DNS_CAPTURE, "")).lower() == "true":
+            return True
+    return False
+
+
 def _reachability(config: list[dict[str, Any]], plain: list[dict[str, Any]], host: str) -> dict[str, Any]:
+    """How the caller reaches ``host``: what makes the name resolve, and via what.
+
+    A Service in the caller's cluster resolves through kube-dns. A ServiceEntry host
+    resolves only through the sidecar's DNS proxy (istio.io ops/configuration/
+    traffic-management/dns-proxy: "any custom ServiceEntrys will not be recognized"
+    by Kubernetes DNS).
+    """
     name, ns = host.split(".")[0], host.split(".")[1]
     via: list[str] = []
+    resolves: str | None = None
     for o in plain:
         meta = o.get("metadata", {})
         if o.get("kind") == "Service" and o.get("apiVersion") == "v1" and meta.get("name") == name \
                 and meta.get("namespace", "default") == ns:
             via.append(f"Service {ns}/{name} (endpoints discovered in the clusters that run it)")
+            resolves = f"kube-dns (Service {ns}/{name})"
     endpoints = []
     for se in _of(config, NET, "ServiceEntry"):
         sns = se["metadata"].get("namespace", "default")
@@ -304,7 +334,9 @@ def _reachability(config: list[dict[str, Any]], plain: list[dict[str, Any]], hos
             via.append(f"ServiceEntry {sns}/{se['metadata']['name']}")
             endpoints += [{k: e.get(k) for k in ("address", "network", "locality", "ports")}
                           for e in spec.get("endpoints") or []]
-    return {"via": via, "endpoints": endpoints}
+            if resolves is None and dns_capture(config):
+                resolves = f"istio DNS proxy ({DNS_CAPTURE})"
+    return {"via": via, "endpoints": endpoints, "resolves": resolves}
 
 
 def format_text(result: dict[str, Any], caller: str, config_cluster: str) -> str:
@@ -357,6 +389,8 @@ def format_text(result: dict[str, Any], caller: str, config_cluster: str) -> str
         lines.append(f"  outlier detection: {od}")
     for via in result["reachability"]["via"]:
         lines.append(f"  resolves via {via}")
+    if result["reachability"].get("resolves"):
+        lines.append(f"  name resolution: {result['reachability']['resolves']}")
     for e in result["reachability"]["endpoints"]:
         lines.append(f"    endpoint {e['address']} network={e.get('network')} locality={e.get('locality')}")
     lines.extend(f"  note: {n}" for n in dict.fromkeys(result["notes"]))

@@ -54,6 +54,9 @@ def istio_policy() -> dict[str, Any]:
 def istio_service_entries() -> dict[str, Any]:
     spec = istio_policy()
     spec["traffic"]["crossCluster"] = "serviceEntry"
+    # A config-only mesh: per-cluster shares stay in the caller's config store where
+    # that store runs the service (stacks.traffic.istio._check_config_stores).
+    spec["services"][0]["clusters"] = ["east", "central"]
     return spec
 
 

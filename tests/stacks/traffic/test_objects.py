@@ -31,8 +31,10 @@ CHAIN = [("us-east1", "us-west1"), ("us-west1", "eu-west1"), ("eu-west1", "us-ea
 
 def full_spec(cross_cluster: str = "discovery") -> dict[str, Any]:
     """Every feature: all three releases, local share, failover, full mesh-wide policy."""
+    # serviceEntry (a config-only mesh) keeps reviews' per-cluster shares in east's store.
+    reviews = ["east", "west", "central"] if cross_cluster == "discovery" else ["east", "central"]
     services = [
-        full_policy_service("reviews", "shop", ["east", "west", "central"]),
+        full_policy_service("reviews", "shop", reviews),
         full_policy_service("ratings", "shop", ["west"], release="canary", failover=CHAIN),
         full_policy_service("details", "shop", ["west", "central"], release="blueGreen"),
         full_policy_service("orders", "billing", ["east"], release="abTest", failover=CHAIN[:1]),
