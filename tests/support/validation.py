@@ -114,6 +114,15 @@ def load_tree(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return result
 
 
+def load_valid_tree(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """:func:`load_tree`, with every object validated strictly on the way."""
+    tree = load_tree(out_dir)
+    for objs in tree.values():
+        for obj in objs:
+            validate_object(obj)
+    return tree
+
+
 @cache
 def chart_defaults(chart_file: str) -> dict[str, Any]:
     return yaml.safe_load((CHART_VALUES_DIR / chart_file).read_text())

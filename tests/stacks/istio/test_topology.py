@@ -17,7 +17,7 @@ from scripts.cli import cli
 from tests.conftest import write_stack
 from tests.stacks.istio.test_render import CHART_VALUES, four_cluster_spec
 from tests.stacks.traffic.helpers import GATEWAYS, routes, service, three_cluster_spec
-from tests.support.validation import load_tree, unknown_value_paths, validate_object
+from tests.support.validation import load_valid_tree, unknown_value_paths
 
 Tree = dict[str, list[dict[str, Any]]]
 
@@ -34,10 +34,9 @@ def run_render(tmp_path: Path, spec: dict[str, Any]) -> tuple[int, str]:
 def render_tree(tmp_path: Path, spec: dict[str, Any]) -> tuple[Tree, str]:
     code, output = run_render(tmp_path, spec)
     assert code == 0, output
-    tree = load_tree(tmp_path / "out")
+    tree = load_valid_tree(tmp_path / "out")
     for objs in tree.values():
         for obj in objs:
-            validate_object(obj)
             if obj["kind"] == "HelmRelease":
                 chart = obj["spec"]["chart"]["spec"]["chart"]
                 assert unknown_value_paths(obj["spec"]["values"], CHART_VALUES[chart]) == []

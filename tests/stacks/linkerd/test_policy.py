@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from scripts.cli import cli
 from tests.conftest import write_stack
 from tests.stacks.linkerd.specs import three_clusters, validate
-from tests.support.validation import load_tree
+from tests.support.validation import load_tree, load_valid_tree
 
 
 def invoke(tmp_path: Path, spec: dict[str, Any]) -> tuple[int, str]:
@@ -54,10 +54,7 @@ def test_policies_map_to_valid_linkerd_objects(tmp_path: Path) -> None:
     spec = policy_spec()
     code, output = invoke(tmp_path, spec)
     assert code == 0, output
-    tree = load_tree(tmp_path / "out")
-    for objs in tree.values():
-        for obj in objs:
-            validate(obj)
+    tree = load_valid_tree(tmp_path / "out")
     clusters = [c["name"] for c in spec["clusters"]]
     for caller in clusters:
         routes = objects(tree, caller, "HTTPRoute")

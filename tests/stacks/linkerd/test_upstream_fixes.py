@@ -16,8 +16,8 @@ from clusters.spec import Spec
 from scripts.cli import cli
 from stacks.common import pki_params
 from tests.conftest import write_stack
-from tests.stacks.linkerd.specs import flat_clusters, three_clusters, validate
-from tests.support.validation import load_tree
+from tests.stacks.linkerd.specs import flat_clusters, three_clusters
+from tests.support.validation import load_valid_tree
 
 TD = "mesh.example.org"  # three_clusters() trust domain
 GATEWAY_ID = f"linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.{TD}"
@@ -34,11 +34,7 @@ def render(tmp_path: Path, spec: dict[str, Any]) -> tuple[int, str]:
 def rendered(tmp_path: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     code, output = render(tmp_path, spec)
     assert code == 0, output
-    tree = load_tree(tmp_path / "out")
-    for objs in tree.values():
-        for obj in objs:
-            validate(obj)
-    return tree
+    return load_valid_tree(tmp_path / "out")
 
 
 def problems(output: str) -> dict[str, str]:
