@@ -45,6 +45,7 @@ from clusters.pulumi_secrets import (
     new_encryption_salt,
     passphrase_from_env,
 )
+from clusters.stack_yaml import parse
 
 PKI_KEY = "meshboot:pki"
 SALT_BYTES = 8  # Pulumi: NewPassphraseSecretsManager, salt := make([]byte, 8)
@@ -231,8 +232,10 @@ def _verify(doc: dict[str, Any], new_text: str, cert_pem: str, key_pem: str,
     config[PKI_KEY] = pki
     if salt_line is not None:
         want["encryptionsalt"] = salt_line
+    got, problems = parse(new_text)
     try:
-        got = yaml.safe_load(new_text)
+        if problems:
+            raise TypeError("; ".join(p.message for p in problems))
         secure = got["config"][PKI_KEY]["rootCa"]["keyPem"]["secure"]
         got_cert = got["config"][PKI_KEY]["rootCa"]["certPem"]
         got["config"][PKI_KEY].pop("rootCa")

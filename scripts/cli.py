@@ -104,7 +104,8 @@ def _os_reason(err: OSError | shutil.Error) -> str:
     if isinstance(err, shutil.Error):  # copytree: a list of (src, dst, reason)
         src, _, reason = err.args[0][0]
         return f"{src}: {reason}"
-    return f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror)
+    reason = err.strerror or str(err)
+    return f"{err.filename}: {reason}" if err.filename else reason
 
 
 class _Group(click.Group):
@@ -114,8 +115,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except OSError as err:
-            where = f"{err.filename}: " if err.filename else ""
-            click.echo(f"error: {where}{err.strerror or err}", err=True)
+            click.echo(f"error: {_os_reason(err)}", err=True)
             sys.exit(EXIT_SPEC)
 
 
@@ -202,7 +202,6 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
     from pki.ca import fingerprint
     from stacks.output import OutputTree
     from stacks.render import render_outputs
-    from stacks.version import VERSION
 
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(OutputTree(out))
@@ -396,8 +395,7 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
     """
     import dataclasses
 
-    import yaml
-
+    from clusters.stack_yaml import decode, parse
     from clusters.stackfile import (
         StackFileError,
         existing_root_ca,
@@ -413,8 +411,12 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
     if from_store is not None and from_state is not None:
         click.echo("error: give --from-store or --from-state, not both", err=True)
         sys.exit(EXIT_SPEC)
-    text = config.read_text()
-    doc = yaml.safe_load(text) or {}
+    # The strict parser `_load` used: dates stay text, nothing it accepted can crash here.
+    text, problems = decode(config.read_bytes())
+    doc, more = parse(text or "")
+    if text is None or problems or more:
+        _fail_spec(SpecError(loaded.source, problems + more))
+    doc = doc or {}
     if existing_root_ca(doc) is not None and not force:
         click.echo(f"error: {loaded.source}: meshboot:pki.rootCa is already set; the stack file "
                    "already holds the mesh's root. Use --force to replace it (this replaces "
@@ -455,7 +457,7 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
                               trust_domain=params.trust_domain)
         origin = "generated now (new mesh identity)"
     try:
-        edit = with_root_ca(text, doc, root.cert_pem, root.key_pem, crypter, salt_line)
+        edit = with_root_ca(text or "", doc, root.cert_pem, root.key_pem, crypter, salt_line)
         replace_file(config, edit.text)
     except StackFileError as err:
         click.echo(f"error: {loaded.source}: {err}", err=True)

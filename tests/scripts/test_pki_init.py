@@ -66,7 +66,7 @@ def fp(cert: x509.Certificate) -> str:
 
 
 def stack_root(config: Path, passphrase: str = PASS) -> tuple[x509.Certificate, str]:
-    doc = yaml.safe_load(config.read_text())
+    doc = yaml.load(config.read_text(), Loader=yaml.BaseLoader)  # every scalar as text
     rc = doc["config"]["meshboot:pki"]["rootCa"]
     key_pem = pulumi_decrypt(doc["encryptionsalt"], passphrase, rc["keyPem"]["secure"])
     return x509.load_pem_x509_certificate(rc["certPem"].encode()), key_pem
@@ -329,3 +329,13 @@ def test_from_state_without_a_root_is_refused(tmp_path: Path) -> None:
     result = invoke("pki", "init", "--config", str(config), "--from-state", str(export))
     assert result.exit_code == 2 and "mesh1-pki-root" in result.output
     assert config.read_text() == text
+
+
+def test_values_the_strict_parser_keeps_as_text_do_not_crash_init(tmp_path: Path) -> None:
+    """`render` reads 2001-13-45 as text (no spec key is a date); `pki init` must too."""
+    config = write_stack(tmp_path, base_spec())
+    config.write_text(config.read_text().replace("config:\n", "config:\n  other:since: 2001-13-45\n"))
+    result = invoke("pki", "init", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "  other:since: 2001-13-45\n" in config.read_text()
+    stack_root(config)
