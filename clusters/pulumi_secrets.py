@@ -72,7 +72,8 @@ def passphrase_from_env(env: dict[str, str] | None = None) -> str | None:
     path = env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     if path:
         try:
-            return Path(path).read_text().rstrip("\n")
+            # pkg/secrets/passphrase/manager.go readPassphrase: strings.TrimSpace of the file.
+            return Path(path).read_text().strip()
         except OSError:
             return None
     return None

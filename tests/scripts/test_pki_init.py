@@ -339,3 +339,14 @@ def test_values_the_strict_parser_keeps_as_text_do_not_crash_init(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "  other:since: 2001-13-45\n" in config.read_text()
     stack_root(config)
+
+
+def test_passphrase_file_is_trimmed_as_pulumi_does(tmp_path: Path) -> None:
+    """manager.go readPassphrase: strings.TrimSpace(file) — a CRLF/space-padded file works."""
+    config = write_stack(tmp_path, base_spec())
+    secret_file = tmp_path / "passphrase.txt"
+    secret_file.write_text(f"  {PASS} \r\n")
+    result = invoke("pki", "init", "--config", str(config),
+                    env={"PULUMI_CONFIG_PASSPHRASE_FILE": str(secret_file)})
+    assert result.exit_code == 0, result.output
+    stack_root(config, passphrase=PASS)  # Pulumi derives the key from the trimmed text
