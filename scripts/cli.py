@@ -205,7 +205,8 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
 
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(OutputTree(out))
-        secrets_tree = stack.enter_context(OutputTree(secrets_out)) if secrets_out else None
+        secrets_tree = (stack.enter_context(OutputTree(secrets_out, private=True))
+                        if secrets_out else None)
         previous = set(tree.previous.roots)
         if secrets_tree is not None:
             previous |= secrets_tree.previous.roots

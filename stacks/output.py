@@ -227,8 +227,9 @@ class OutputTree:
     temporary tree whatever happened.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, private: bool = False) -> None:
         self.directory = _resolved(directory)
+        self.private = private  # a tree of Secrets only: 0700 from its top
         self.shown = directory
         self.previous = PreviousRender()
         self.warnings: list[str] = []
@@ -286,7 +287,7 @@ class OutputTree:
         """Write ``files`` and the marker into the temporary tree, then swap it in."""
         assert self._tmp is not None, "commit() outside `with`"
         tmp = self._tmp
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o700 if self.private else 0o755)
         digests = {}
         for rel in sorted(files):
             f = files[rel]

@@ -285,7 +285,7 @@ def render_outputs(plan: MeshPlan, mesh_pki: Any, source: str, tree: OutputTree,
     main, secrets = split_outputs(files, secrets_tree is not None)
     if secrets_tree is not None:
         secrets_tree.commit(secrets, {**marker, "secrets": "this tree"})
-        main_marker = {**marker, "secrets": str(secrets_tree.shown)}
+        main_marker = {**marker, "secrets": "--secrets-out"}  # no path: output stays path-independent
     else:
         main_marker = {**marker, "secrets": "<cluster>/secrets"}
     tree.commit(main, main_marker)

@@ -185,8 +185,8 @@ def test_secrets_out_keeps_every_secret_outside_the_tree(tmp_path: Path, config:
             assert "PRIVATE KEY" not in text and "kind: Secret" not in text, p
     names = sorted(str(p.relative_to(secrets)) for p in secrets.rglob("*.yaml"))
     assert "east/istio-system.cacerts.yaml" in names
-    for cluster in ("east", "west"):
-        assert stat.S_IMODE((secrets / cluster).stat().st_mode) == 0o700
+    for d in (secrets, secrets / "east", secrets / "west"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     for p in secrets.rglob("*.yaml"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
         assert yaml.safe_load(p.read_text())["kind"] == "Secret"
