@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from clusters.errors import Problem, SpecError
+from clusters.errors import Problem
 from stacks.labels import MANAGED
 from stacks.object_count import count_objects, helm_sources
 from stacks.output import OutputFile, OutputTree
@@ -273,10 +273,11 @@ def split_outputs(files: dict[str, tuple[str, bool]], secrets_apart: bool
 
 def render_outputs(plan: MeshPlan, mesh_pki: Any, source: str, tree: OutputTree,
                    secrets_tree: OutputTree | None, marker: dict[str, Any]) -> RenderSummary:
-    """Check, build in memory, then swap in the new tree(s) (see :mod:`stacks.output`)."""
-    problems = check_renderable(plan)
-    if problems:
-        raise SpecError(source, problems)
+    """Build in memory, then swap in the new tree(s) (see :mod:`stacks.output`).
+
+    ``plan`` has passed :func:`check_renderable` (the CLI checks before it
+    touches any output or the PKI store).
+    """
     summary = RenderSummary(out_dir=tree.shown, secrets_dir=secrets_tree.shown
                             if secrets_tree else None)
     files = render_files(plan, PkiResolver(mesh_pki), summary, source)
