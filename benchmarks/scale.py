@@ -52,7 +52,7 @@ def environment(n_clusters: int, n_services: int, policy: bool) -> dict[str, Any
         svc: dict[str, Any] = {"name": f"svc{j}", "namespace": f"team{j % 20}",
                                "ports": [{"name": "http", "port": 8080}], "clusters": placed}
         if policy:
-            from stacks.traffic.examples import full_policy_service
+            from tests.support.policy_examples import full_policy_service
 
             svc = full_policy_service(svc["name"], svc["namespace"], placed)
         services.append(svc)
@@ -63,7 +63,7 @@ def environment(n_clusters: int, n_services: int, policy: bool) -> dict[str, Any
         "services": services,
     }
     if policy:
-        from stacks.traffic.examples import full_policy_mesh
+        from tests.support.policy_examples import full_policy_mesh
 
         spec.update(full_policy_mesh(sorted({s["namespace"] for s in services})))
     return spec

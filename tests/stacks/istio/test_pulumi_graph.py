@@ -243,7 +243,7 @@ def test_helm_values_equal_render(tmp_path: Path) -> None:
 
 
 def policy_four_clusters() -> dict[str, Any]:
-    from stacks.traffic.examples import full_policy_mesh, full_policy_service
+    from tests.support.policy_examples import full_policy_mesh, full_policy_service
 
     spec = four_clusters()
     for i, c in enumerate(spec["clusters"]):

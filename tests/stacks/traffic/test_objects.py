@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.traffic.examples import full_policy_mesh, full_policy_service
 from tests.stacks.traffic.helpers import (
     CLUSTERS,
     GATEWAYS,
@@ -23,6 +22,7 @@ from tests.stacks.traffic.helpers import (
     service,
     three_cluster_spec,
 )
+from tests.support.policy_examples import full_policy_mesh, full_policy_service
 from tests.support.validation import load_tree, validate_object
 
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}

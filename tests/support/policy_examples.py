@@ -78,3 +78,32 @@ def full_policy_mesh(namespaces: list[str]) -> dict[str, Any]:
                                                 "baseEjectionTime": "1m", "maxEjectionPercent": 100},
                     "sidecarEgress": {ns: ["./*", "istio-system/*"] for ns in sorted(namespaces)}},
     }
+
+
+# Keys Linkerd has no equivalent for (stacks.linkerd.policy refuses them).
+_ISTIO_ONLY_SERVICE_KEYS = ("fault", "connectionPool", "loadBalancer", "jwt", "mtls")
+
+
+def linkerd_policy_service(name: str, namespace: str, clusters: list[str],
+                           release: Release | None = None,
+                           local_share: int = 80) -> dict[str, Any]:
+    """``full_policy_service`` restricted to what Linkerd expresses.
+
+    Retries, timeouts, circuit breaking (consecutive 5xx + backoff), releases,
+    local share and authorization with the kubelet's probe paths.
+    """
+    svc = full_policy_service(name, namespace, clusters, release=release, local_share=local_share)
+    for key in _ISTIO_ONLY_SERVICE_KEYS:
+        svc.pop(key)
+    svc["retries"] = {"attempts": 3, "perTryTimeout": "1s", "retryOn": ["5xx", "gateway-error"]}
+    svc["outlierDetection"] = {"consecutive5xxErrors": 5, "baseEjectionTime": "30s"}
+    svc["authorization"]["probePaths"] = ["/healthz", "/ready"]
+    return svc
+
+
+def linkerd_policy_mesh() -> dict[str, Any]:
+    """Mesh-wide keys for Linkerd: STRICT + default deny; callers through gateways admitted."""
+    return {
+        "security": {"mtls": {"mode": "STRICT"}, "defaultDeny": True},
+        "linkerd": {"admitGatewayIdentity": True},
+    }
