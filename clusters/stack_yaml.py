@@ -17,6 +17,7 @@ graph, where an alias is the same node object reached twice.
 from __future__ import annotations
 
 import codecs
+import re
 from typing import Any
 
 import yaml
@@ -103,7 +104,106 @@ def decode(data: bytes) -> tuple[str | None, list[Problem]]:
 
 
 def parse(text: str) -> tuple[Any, list[Problem]]:
-    """The document's data, or the problems that prevent using it."""
+    """The document's data, or the problems that prevent using it.
+
+    Ordinary stack files take the fast path (:func:`_plain_data`); anything it
+    does not handle goes through the node graph, which locates every problem.
+    """
+    if _Parser is not None:
+        data = _plain_data(text)
+        if data is not _FALLBACK:
+            return data, []
+    return _parse_nodes(text)
+
+
+_FALLBACK: Any = object()
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})")
+_Parser: Any = None
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser as _Parser
+_SIMPLE_TAGS = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                "tag:yaml.org,2002:bool",
+                "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp"}
+
+
+def _plain_data(text: str) -> Any:
+    """The data of a stack file without anchors, aliases, tags, merge keys, duplicate or
+    non-scalar keys and deep nesting, built straight from libyaml's events; else ``_FALLBACK``.
+
+    Building from events skips the node graph (a node and two marks per value)
+    and PyYAML's Python constructor: a tenth of the time and of the memory on
+    large stack files. Values are what the node path builds (same resolver,
+    same strict int and timestamp rules).
+    """
+    parser = _Parser(text)
+    resolver = Resolver()
+    constructor = _StrictConstructor()
+    tags: dict[str, str] = {}
+    try:
+        event = parser.get_event()          # StreamStart
+        event = parser.get_event()
+        if isinstance(event, yaml.StreamEndEvent):
+            return None
+        # DocumentStart; then one node; then DocumentEnd and StreamEnd.
+        stack: list[Any] = []               # [container, pending key | None, keys seen]
+        root: Any = _FALLBACK
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                if event.anchor is not None or (event.tag is not None and event.tag != "!"):
+                    return _FALLBACK
+                value = event.value
+                if event.style or not event.implicit[0]:
+                    item: Any = value
+                    tag = "tag:yaml.org,2002:str"
+                else:
+                    tag = tags.get(value)
+                    if tag is None:
+                        tag = tags[value] = resolver.resolve(yaml.ScalarNode, value, (True, False))
+                    if tag == "tag:yaml.org,2002:str" or tag == "tag:yaml.org,2002:timestamp":
+                        item = value
+                    elif tag == "tag:yaml.org,2002:int" and _DECIMAL.fullmatch(value):
+                        item = int(value)
+                    elif tag not in _SIMPLE_TAGS:
+                        return _FALLBACK        # merge "<<", value "=": the node path
+                    else:
+                        item = constructor.construct_object(
+                            yaml.ScalarNode(tag, value, event.start_mark, event.end_mark))
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if event.anchor is not None or (event.tag is not None and event.tag != "!") \
+                        or len(stack) >= MAX_DEPTH:
+                    return _FALLBACK
+                stack.append([{} if kind is yaml.MappingStartEvent else [], _FALLBACK])
+                continue
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                item = stack.pop()[0]
+            elif kind is yaml.DocumentEndEvent:
+                event = parser.get_event()
+                return root if isinstance(event, yaml.StreamEndEvent) else _FALLBACK
+            else:                                # an alias
+                return _FALLBACK
+            if not stack:
+                root = item
+                continue
+            frame = stack[-1]
+            container = frame[0]
+            if type(container) is list:
+                container.append(item)
+            elif frame[1] is _FALLBACK:          # a key
+                if kind is not yaml.ScalarEvent or item in container:
+                    return _FALLBACK             # non-scalar or duplicate key
+                frame[1] = item
+            else:
+                container[frame[1]] = item
+                frame[1] = _FALLBACK
+    except (yaml.YAMLError, RecursionError, TypeError, ValueError):
+        return _FALLBACK
+    finally:
+        parser.dispose()
+
+
+def _parse_nodes(text: str) -> tuple[Any, list[Problem]]:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
