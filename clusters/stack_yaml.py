@@ -156,7 +156,7 @@ def _plain_data(text: str) -> Any:
                 value = event.value
                 if event.style or not event.implicit[0]:
                     item: Any = value
-                    tag = "tag:yaml.org,2002:str"
+                    tag: str | None = "tag:yaml.org,2002:str"
                 else:
                     tag = tags.get(value)
                     if tag is None:

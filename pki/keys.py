@@ -100,15 +100,21 @@ def private_key_to_pem(key: PrivateKey, passphrase: bytes | None = None) -> byte
     )
 
 
-def load_private_key(pem: bytes | str, passphrase: bytes | None = None) -> PrivateKey:
+def load_private_key(pem: bytes | str, passphrase: bytes | None = None,
+                     known_good: bool = False) -> PrivateKey:
     """Load a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC), rejecting other key types.
 
     Errors from ``cryptography`` (``TypeError`` for a missing/unexpected passphrase,
     ``ValueError`` for a wrong one or garbage) are passed through unchanged; callers
     such as the PKI store translate them into messages about their own context.
+
+    ``known_good``: these exact bytes were checked before (the PKI store keeps a
+    checksum of every key it wrote), so OpenSSL's RSA consistency check (primes,
+    CRT values: about 0.5 s for a 4096-bit key) is skipped. Any other bytes get it.
     """
     data = pem.encode() if isinstance(pem, str) else pem
-    key = serialization.load_pem_private_key(data, password=passphrase or None)
+    key = serialization.load_pem_private_key(data, password=passphrase or None,
+                                             unsafe_skip_rsa_key_validation=known_good)
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise ValueError(f"unsupported private key type {type(key).__name__}")
     key_algorithm_of(key)  # reject unsupported curves / sizes early

@@ -163,14 +163,10 @@ def render(config: Path, out: str | None, secrets_out: str | None, pki_dir: Path
     """Write every Kubernetes object of every cluster as YAML, no cluster needed."""
     from stacks.build import build_plan
     from stacks.output import OutputError, check_pair, check_target
-    from stacks.render import check_renderable
 
     loaded = _load(config)
     try:
         plan = build_plan(loaded.spec, source=loaded.source)
-        problems = check_renderable(plan)
-        if problems:
-            raise SpecError(loaded.source, problems)
     except SpecError as err:
         _fail_spec(err)
     out_raw = out if out is not None else str(Path("out") / loaded.env)
@@ -224,15 +220,18 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
                     "`meshboot pki init --from-store DIR`), or pass --new-root to replace it "
                     "deliberately. Nothing was written.")
 
-        mesh_pki = _load_pki(loaded, pki_dir, before_write=guard)
+        try:
+            summary, mesh_pki = render_outputs(
+                plan, loaded.source, tree, secrets_tree,
+                lambda: _load_pki(loaded, pki_dir, before_write=guard), {
+                    "generator": "meshboot",
+                    "version": VERSION,
+                    "source": Path(loaded.source).name,  # as in the file headers: path-independent
+                    "environment": loaded.env,
+                })
+        except SpecError as err:
+            _fail_spec(err)
         root_fp = fingerprint(mesh_pki.root.cert)
-        summary = render_outputs(plan, mesh_pki, loaded.source, tree, secrets_tree, {
-            "generator": "meshboot",
-            "version": VERSION,
-            "source": Path(loaded.source).name,  # as in the file headers: path-independent
-            "environment": loaded.env,
-            "root_fingerprint": root_fp,
-        })
         warnings = tree.warnings + (secrets_tree.warnings if secrets_tree else [])
     click.echo(summary.text())
     for line in warnings:

@@ -235,6 +235,7 @@ class OutputTree:
         self.warnings: list[str] = []
         self._lock_fd: int | None = None
         self._tmp: Path | None = None
+        self._digests: dict[str, str] = {}
 
     def __enter__(self) -> OutputTree:
         parent = self.directory.parent
@@ -283,18 +284,26 @@ class OutputTree:
                 else:
                     entry.unlink()
 
-    def commit(self, files: dict[str, OutputFile], marker: dict[str, Any]) -> None:
+    @property
+    def staging(self) -> Path:
+        """The temporary tree being built (files written there are swapped in by commit)."""
+        assert self._tmp is not None, "staging outside `with`"
+        return self._tmp
+
+    def record(self, rel: str, digest: str) -> None:
+        """A file written into :attr:`staging` (e.g. by a worker process), for the marker."""
+        self._digests[rel] = digest
+
+    def commit(self, marker: dict[str, Any], files: dict[str, OutputFile] | None = None) -> None:
         """Write ``files`` and the marker into the temporary tree, then swap it in."""
-        assert self._tmp is not None, "commit() outside `with`"
-        tmp = self._tmp
+        tmp = self.staging
         os.chmod(tmp, 0o700 if self.private else 0o755)
-        digests = {}
-        for rel in sorted(files):
-            f = files[rel]
-            _write(tmp, rel, f.content, f.secret)
-            digests[rel] = hashlib.sha256(f.content).hexdigest()
+        for rel in sorted(files or {}):
+            f = (files or {})[rel]
+            self._digests[rel] = staged_file(tmp, rel, f.content, f.secret)
+        digests = dict(sorted(self._digests.items()))
         doc = {"format": MARKER_FORMAT, **marker, "files": digests}
-        _write(tmp, MARKER, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), False)
+        staged_file(tmp, MARKER, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), False)
         self._swap(tmp)
 
     def _swap(self, tmp: Path) -> None:
@@ -315,13 +324,21 @@ class OutputTree:
         # ``tmp`` now holds the old tree; __exit__ removes it.
 
 
-def _write(root: Path, rel: str, content: bytes, secret: bool) -> None:
+def staged_file(root: Path, rel: str, content: bytes, secret: bool) -> str:
+    """Write ``root/rel`` (a new file, explicit modes) and return its SHA-256.
+
+    Safe to call from several processes at once for different files: a
+    directory another process created first is fine.
+    """
     path = root / rel
     parent = path.parent
     for d in reversed([p for p in (parent, *parent.parents) if _is_within(p, root)]):
         if not d.exists():
-            d.mkdir()
-            os.chmod(d, 0o755)
+            try:
+                d.mkdir()
+                os.chmod(d, 0o755)
+            except FileExistsError:
+                pass
     if secret:
         os.chmod(parent, 0o700)
     mode = 0o600 if secret else 0o644
@@ -329,6 +346,7 @@ def _write(root: Path, rel: str, content: bytes, secret: bool) -> None:
     with os.fdopen(fd, "wb") as fh:
         os.fchmod(fh.fileno(), mode)  # not left to the umask
         fh.write(content)
+    return hashlib.sha256(content).hexdigest()
 
 
 _RENAME_EXCHANGE = 1 << 1     # linux/fs.h

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from yaml.resolver import Resolver
@@ -114,8 +115,16 @@ class YamlWriter:
     plan (keys, names, hosts), which are few compared with the output.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, resolve: Callable[[Any], Any] | None = None,
+                 ref_types: tuple[type, ...] = ()) -> None:
+        """``resolve`` replaces values of ``ref_types`` (plan references) while writing."""
         self._scalars: dict[str, str] = {}
+        self._resolve = resolve
+        self._ref_types = frozenset(ref_types)
+
+    def document(self, obj: Any) -> str:
+        """One document with its ``---`` line."""
+        return self.documents([obj])
 
     def documents(self, objs: list[Any], header: str = "") -> str:
         """``---``-separated documents (the layout of ``yaml.dump_all(explicit_start=True)``)."""
@@ -161,6 +170,13 @@ class YamlWriter:
             return self._inline(bool(v) if isinstance(v, bool) else int(v))
         raise TypeError(f"cannot write {type(v).__name__} as YAML: {v!r}")
 
+    def _resolved(self, ref: Any) -> Any:
+        assert self._resolve is not None
+        value = self._resolve(ref)
+        if type(value) in self._ref_types:
+            raise TypeError(f"{ref!r} resolved to another reference")
+        return value
+
     def _block(self, s: str, indent: str) -> str:
         """A multi-line string after ``key: `` / ``- ``: a literal block if possible."""
         if not _literal_ok(s):
@@ -194,6 +210,8 @@ class YamlWriter:
             elif (kind is list or kind is tuple) and v:
                 out.append(f"{prefix}{key}:\n")
                 self._sequence(v, indent, "", out)
+            elif kind in self._ref_types:
+                self._mapping({k: self._resolved(v)}, indent, prefix, out)
             else:
                 out.append(f"{prefix}{key}: {self._inline(v)}\n")
             prefix = indent
@@ -212,6 +230,8 @@ class YamlWriter:
                 self._sequence(v, inner, prefix, out)
             elif kind is str and ("\n" in v or "\r" in v):
                 out.append(f"{prefix}{self._block(v, inner)}")
+            elif kind in self._ref_types:
+                self._sequence([self._resolved(v)], indent, prefix[:-2], out)
             else:
                 out.append(f"{prefix}{self._inline(v)}\n")
             prefix = dash

@@ -261,7 +261,7 @@ def test_the_directory_is_always_a_complete_tree(tmp_path: Path) -> None:
     trees = [{f"c/{i:03d}.yaml": OutputFile(f"{n}-{i}\n".encode()) for i in range(40)}
              for n in ("a", "b")]
     with OutputTree(out) as tree:
-        tree.commit(trees[0], {"generator": "meshboot"})
+        tree.commit({"generator": "meshboot"}, trees[0])
     child = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(out)], cwd=REPO)
     seen = 0
     try:
@@ -295,8 +295,8 @@ out = Path(sys.argv[1])
 for k in range(60):
     n = "ab"[k % 2]
     with OutputTree(out) as tree:
-        tree.commit({f"c/{i:03d}.yaml": OutputFile(f"{n}-{i}-{k}\\n".encode()) for i in range(40)},
-                    {"generator": "meshboot"})
+        tree.commit({"generator": "meshboot"},
+                    {f"c/{i:03d}.yaml": OutputFile(f"{n}-{i}-{k}\\n".encode()) for i in range(40)})
 """
 
 
@@ -333,7 +333,7 @@ def test_concurrent_renders_are_serialised(tmp_path: Path) -> None:
         [sys.executable, "-c", "import sys\nfrom pathlib import Path\n"
          "from stacks.output import OutputFile, OutputTree\n"
          "with OutputTree(Path(sys.argv[1])) as t:\n"
-         "    t.commit({'x.yaml': OutputFile(b'x')}, {})\n", str(out)],
+         "    t.commit({}, {'x.yaml': OutputFile(b'x')})\n", str(out)],
         cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
@@ -350,9 +350,9 @@ def test_concurrent_renders_are_serialised(tmp_path: Path) -> None:
 def test_a_failed_commit_leaves_the_old_tree(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with OutputTree(out) as tree:
-        tree.commit({"a.yaml": OutputFile(b"old")}, {})
+        tree.commit({}, {"a.yaml": OutputFile(b"old")})
     with pytest.raises(OSError), OutputTree(out) as tree:
-        tree.commit({"a.yaml": OutputFile(b"new"), "a.yaml/b": OutputFile(b"x")}, {})
+        tree.commit({}, {"a.yaml": OutputFile(b"new"), "a.yaml/b": OutputFile(b"x")})
     assert (out / "a.yaml").read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == [".out.lock"]
 
