@@ -130,16 +130,9 @@ class PkiResolver:
         self.mesh_pki = mesh_pki
 
     def __call__(self, ref: PkiRef) -> str:
-        root = self.mesh_pki.root
-        if ref.item == "root-cert":
-            return str(root.cert_pem)
-        ca = self.mesh_pki.intermediates[ref.cluster]
-        if ref.item == "ca-cert":
-            return str(ca.cert_pem)
-        if ref.item == "ca-key":
-            return str(ca.key_pem)
-        # cert-chain: the intermediate, then up to and including the root.
-        return str(ca.chain_pem)
+        from stacks.plan import pki_pem
+
+        return pki_pem(ref, self.mesh_pki.root.cert_pem, self.mesh_pki.intermediates)
 
 
 def check_renderable(plan: MeshPlan) -> list[Problem]:
@@ -157,8 +150,6 @@ def check_renderable(plan: MeshPlan) -> list[Problem]:
                         f"render needs a fixed east-west gateway address for cluster "
                         f"{ref.cluster!r} (used by {cp.cluster}/{step.name}); `pulumi up` reads "
                         "it from the gateway's load balancer, render cannot"))
-                if isinstance(ref, PkiRef) and ref.secret and step.release is not None:
-                    raise AssertionError(f"{cp.cluster}/{step.name}: private key in Helm values")
     return problems
 
 
