@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pki.checks import Check, istio_cacerts_checks, linkerd_identity_checks
-from stacks.plan import ClusterPlan, MeshPlan, PkiRef, Ref, is_secret, resolve
+from stacks.plan import MeshPlan, PkiRef, Ref, is_secret, resolve
 
 # (step, Secret name) of the PKI Secret each provider's plan gives a cluster.
 ISTIO_CACERTS = ("cacerts", "cacerts")
@@ -35,22 +35,22 @@ def pki_checks(plan: MeshPlan, cluster: str,
     def pem(value: Any) -> Any:
         return resolve(value, lambda ref: _pki_only(ref, resolve_pki))
 
-    if plan.provider == "istio":
-        secret = _secret(cp, *ISTIO_CACERTS)
-        if secret is None:
-            return None
-        return istio_cacerts_checks(pem(secret.get("stringData") or {}))
-    secret = _secret(cp, *LINKERD_ISSUER)
+    secret = pki_secret(plan, cluster)
     if secret is None:
         return None
     data = pem(secret.get("stringData") or {})
+    if plan.provider == "istio":
+        return istio_cacerts_checks(data)
     release = cp.step(LINKERD_CONTROL_PLANE).release
     assert release is not None, f"{cluster}/{LINKERD_CONTROL_PLANE} is not a Helm release"
     anchors = pem(release.values["identityTrustAnchorsPEM"])
     return linkerd_identity_checks(anchors, data.get("tls.crt", ""), data.get("tls.key"))
 
 
-def _secret(cp: ClusterPlan, step: str, name: str) -> dict[str, Any] | None:
+def pki_secret(plan: MeshPlan, cluster: str) -> dict[str, Any] | None:
+    """The PKI Secret (with its PkiRefs) the plan gives ``cluster``, if any."""
+    step, name = ISTIO_CACERTS if plan.provider == "istio" else LINKERD_ISSUER
+    cp = plan.cluster(cluster)
     if not any(s.name == step for s in cp.steps):
         return None
     for obj in cp.step(step).objects:
