@@ -18,8 +18,8 @@ from stacks.pulumi_program import ProgramError, build_environment
 def main() -> None:
     try:
         spec, source = load_spec_from_pulumi()
-        plan = build_plan(spec, source=source)
-        build_environment(spec, plan, base_dir=Path(__file__).resolve().parent)
+        plan = build_plan(spec, source=source, base_dir=Path(__file__).resolve().parent)
+        build_environment(plan)
     except SpecError as err:
         raise pulumi.RunError(with_plan_problems(err).text()) from None
     except ProgramError as err:

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from clusters.loader import spec_from_config  # noqa: E402
 from pki.hierarchy import build as build_pki  # noqa: E402
 from stacks.build import build_plan  # noqa: E402
-from stacks.common import pki_params  # noqa: E402
 from stacks.plan import is_deferred, resolve  # noqa: E402
 from stacks.render import PkiResolver, RenderSummary, render_files  # noqa: E402
 
@@ -72,7 +71,7 @@ def environment(n_clusters: int, n_services: int, policy: bool) -> dict[str, Any
 def measure(spec_dict: dict[str, Any], repeat: int) -> dict[str, float]:
     config = {f"meshboot:{k}": v for k, v in spec_dict.items()}
     spec = spec_from_config(config, "bench")
-    mesh_pki = build_pki(pki_params(spec), None, {})
+    mesh_pki = build_pki(build_plan(spec, "bench").pki, None, {})
     resolver = PkiResolver(mesh_pki)
     render_times, floor_times = [], []
     objects = 0

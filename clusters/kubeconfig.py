@@ -1,9 +1,11 @@
 """Finding and reading a cluster's kubeconfig, without Pulumi or a Kubernetes library.
 
-:func:`find_kubeconfig` is the one lookup both entry points use: the Pulumi
-program hands the text to ``kubernetes.Provider`` (``stacks.pulumi_program``),
-``meshboot preflight --live`` reads it with :func:`client_config` to talk to the
-API server itself (``clusters.live``).
+:class:`KubeconfigLocation` is the one lookup both entry points use: the plan
+holds each cluster's location (``stacks.build``, no I/O, so render needs no
+kubeconfig) and the Pulumi program reads it and hands the text to
+``kubernetes.Provider`` (``stacks.pulumi_program``); ``meshboot preflight
+--live`` reads it (:func:`find_kubeconfig`) with :func:`client_config` to talk
+to the API server itself (``clusters.live``).
 
 :func:`client_config` understands the parts of a kubeconfig a plain HTTPS client
 can use: ``server`` (https, or http), ``certificate-authority[-data]``,
@@ -21,7 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,38 +47,67 @@ class KubeconfigSource:
         return str(self.path) if self.path is not None else "the inline kubeconfig"
 
 
-def find_kubeconfig(cluster: ClusterSpec, base_dir: Path, env: dict[str, str] | None = None,
-                    index: int | None = None) -> KubeconfigSource:
-    """The kubeconfig for a cluster: inline, a file, or $KUBECONFIG, else ~/.kube/config.
+@dataclass(frozen=True)
+class KubeconfigLocation:
+    """Where a cluster's kubeconfig is, not what it says: inline, a file, or $KUBECONFIG.
 
-    Of several $KUBECONFIG files the first that exists is used (kubectl merges
-    them; meshboot wants one explicit file per cluster).
+    :func:`locate_kubeconfig` makes one without I/O (the plan keeps it, render
+    never reads it); :meth:`read` looks the file up when a cluster is reached.
     """
-    env = dict(os.environ) if env is None else env
+
+    cluster: str
+    index: int | None = None              # in meshboot:clusters, for messages
+    inline: str | None = field(default=None, repr=False)  # the stack file's inline kubeconfig
+    path: Path | None = None              # the spec's file, resolved against the stack file's dir
+    # Neither: the first existing $KUBECONFIG file, else ~/.kube/config (looked up by read).
+
+    def read(self, env: dict[str, str] | None = None) -> KubeconfigSource:
+        """The kubeconfig text; raises KubeconfigError naming every place looked at.
+
+        Of several $KUBECONFIG files the first that exists is used (kubectl merges
+        them; meshboot wants one explicit file per cluster).
+        """
+        if self.inline is not None:
+            return KubeconfigSource(self.inline, None)
+        env = dict(os.environ) if env is None else env
+        candidates: list[Path] = []
+        if self.path is not None:
+            candidates.append(self.path)
+        else:
+            for part in env.get("KUBECONFIG", "").split(os.pathsep):
+                if part:
+                    candidates.append(Path(part).expanduser())
+            candidates.append(Path(env.get("HOME", "~")).expanduser() / ".kube" / "config")
+        for p in candidates:
+            if p.is_file():
+                try:
+                    return KubeconfigSource(p.read_text(), p)
+                except OSError as err:
+                    raise KubeconfigError(f"{p}: cannot read it ({err.strerror or err})") from None
+                except UnicodeDecodeError:
+                    raise KubeconfigError(f"{p}: not a kubeconfig (not UTF-8 text)") from None
+        where = ", ".join(str(p) for p in candidates)
+        key = f"meshboot:clusters[{'' if self.index is None else self.index}].kubeconfig"
+        raise KubeconfigError(f"{key}: cluster {self.cluster!r} has no kubeconfig (looked at "
+                              f"{where}); set it to a path or to the (secure) contents")
+
+
+def locate_kubeconfig(cluster: ClusterSpec, base_dir: Path,
+                      index: int | None = None) -> KubeconfigLocation:
+    """Where the kubeconfig of ``cluster`` is; relative paths against ``base_dir``. No I/O."""
     value = cluster.kubeconfig
     if value and ("\n" in value or value.lstrip().startswith(("apiVersion", "{"))):
-        return KubeconfigSource(value, None)
-    candidates: list[Path] = []
+        return KubeconfigLocation(cluster.name, index, inline=value)
     if value:
         p = Path(value).expanduser()
-        candidates.append(p if p.is_absolute() else base_dir / p)
-    else:
-        for part in env.get("KUBECONFIG", "").split(os.pathsep):
-            if part:
-                candidates.append(Path(part).expanduser())
-        candidates.append(Path(env.get("HOME", "~")).expanduser() / ".kube" / "config")
-    for p in candidates:
-        if p.is_file():
-            try:
-                return KubeconfigSource(p.read_text(), p)
-            except OSError as err:
-                raise KubeconfigError(f"{p}: cannot read it ({err.strerror or err})") from None
-            except UnicodeDecodeError:
-                raise KubeconfigError(f"{p}: not a kubeconfig (not UTF-8 text)") from None
-    where = ", ".join(str(p) for p in candidates)
-    key = f"meshboot:clusters[{'' if index is None else index}].kubeconfig"
-    raise KubeconfigError(f"{key}: cluster {cluster.name!r} has no kubeconfig (looked at {where}); "
-                          "set it to a path or to the (secure) contents")
+        return KubeconfigLocation(cluster.name, index, path=p if p.is_absolute() else base_dir / p)
+    return KubeconfigLocation(cluster.name, index)
+
+
+def find_kubeconfig(cluster: ClusterSpec, base_dir: Path, env: dict[str, str] | None = None,
+                    index: int | None = None) -> KubeconfigSource:
+    """The kubeconfig for a cluster: inline, a file, or $KUBECONFIG, else ~/.kube/config."""
+    return locate_kubeconfig(cluster, base_dir, index).read(env)
 
 
 @dataclass(frozen=True)

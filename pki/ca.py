@@ -394,38 +394,6 @@ class CA:
         )
         return CA(cert=_sign(builder, self.key), key=key, chain=(self.cert, *self.chain))
 
-    def issue_ca_unsafe(
-        self,
-        *,
-        common_name: str = "Sub CA",
-        key_algorithm: KeyAlgorithm | str = KeyAlgorithm.ECDSA_P256,
-        validity_days: int = 30,
-        now: dt.datetime | None = None,
-    ) -> CA:
-        """Issue a CA below this one *ignoring* this CA's pathlen constraint.
-
-        Exists only so tests can prove that verifiers reject such a grandchild CA
-        under a pathlen:0 intermediate. Never use it to build a real hierarchy.
-        """
-        alg = KeyAlgorithm(key_algorithm)
-        key = generate_key(alg)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        builder = (
-            _base_builder(
-                subject,
-                self.cert.subject,
-                key.public_key(),
-                _aware(now),
-                validity_days,
-                self.cert.not_valid_after_utc,
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_ca_key_usage(alg, "linkerd"), critical=True)
-            .add_extension(_ski(key), critical=False)
-            .add_extension(self._aki(), critical=False)
-        )
-        return CA(cert=_sign(builder, self.key), key=key, chain=(self.cert, *self.chain))
-
     def issue_leaf(
         self,
         *,

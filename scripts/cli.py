@@ -9,13 +9,16 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from clusters.errors import SpecError
 from clusters.loader import LoadedSpec, load_stack_file
 from stacks.version import VERSION
+
+if TYPE_CHECKING:
+    from stacks.plan import MeshPlan
 
 EXIT_SPEC = 2
 
@@ -53,20 +56,30 @@ class _RootRefused(Exception):
     """Raised inside the PKI store's ``before_write``: the render would replace the root."""
 
 
-def _load_pki(loaded: LoadedSpec, pki_dir: Path, shown_as: Path | None = None,
+def _plan(loaded: LoadedSpec) -> MeshPlan:
+    """The plan of the environment (what the adapters and the PKI checks take); exit 2 if invalid."""
+    from stacks.build import build_plan
+
+    try:
+        return build_plan(loaded.spec, source=loaded.source, base_dir=loaded.base_dir)
+    except SpecError as err:
+        _fail_spec(err)
+        raise AssertionError("unreachable") from err
+
+
+def _load_pki(loaded: LoadedSpec, params: Any, pki_dir: Path, shown_as: Path | None = None,
               before_write: Any = None) -> Any:
-    """The mesh PKI from the store (created or renewed as needed); exit 2 on mismatch.
+    """The mesh PKI for ``params`` (the plan's) from the store (created or renewed as
+    needed); exit 2 on mismatch.
 
     ``shown_as``: the store ``pki_dir`` is a scratch copy of; its warnings are
     about the copy, so they are not printed (preflight reports the real store's).
     """
     from pki.store import PkiStore, PkiStoreError
-    from stacks.common import pki_params
 
     store = PkiStore(pki_dir, _passphrase())
     try:
-        return store.load_or_build(pki_params(loaded.spec, loaded.base_dir),
-                                   before_write=before_write)
+        return store.load_or_build(params, before_write=before_write)
     except PkiStoreError as err:
         message = str(err) if shown_as is None else str(err).replace(str(pki_dir), str(shown_as))
         click.echo(f"error: PKI store: {message}", err=True)
@@ -130,14 +143,10 @@ def cli() -> None:
               help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
 def validate(config: Path) -> None:
     """Validate the spec and the plan built from it; write nothing."""
-    from stacks.build import build_plan
     from stacks.object_count import count_objects, total
 
     loaded = _load(config)
-    try:
-        plan = build_plan(loaded.spec, source=loaded.source)
-    except SpecError as err:
-        _fail_spec(err)
+    plan = _plan(loaded)
     count = total(count_objects(plan))
     click.echo(f"{loaded.source}: valid ({plan.provider}, {len(plan.clusters)} clusters): "
                f"{count.text()}")
@@ -166,7 +175,7 @@ def render(config: Path, out: str | None, secrets_out: str | None, pki_dir: Path
 
     loaded = _load(config)
     try:
-        plan = build_plan(loaded.spec, source=loaded.source)
+        plan = build_plan(loaded.spec, source=loaded.source, base_dir=loaded.base_dir)
     except SpecError as err:
         _fail_spec(err)
     out_raw = out if out is not None else str(Path("out") / loaded.env)
@@ -223,7 +232,7 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
         try:
             summary, mesh_pki = render_outputs(
                 plan, loaded.source, tree, secrets_tree,
-                lambda: _load_pki(loaded, pki_dir, before_write=guard), {
+                lambda: _load_pki(loaded, plan.pki, pki_dir, before_write=guard), {
                     "generator": "meshboot",
                     "version": VERSION,
                     "source": Path(loaded.source).name,  # as in the file headers: path-independent
@@ -324,17 +333,21 @@ def preflight(config: Path, pki_dir: Path | None, live: bool, only: tuple[str, .
 
 
 def _preflight_pki(loaded: LoadedSpec, pki_dir: Path, clusters: list[str]) -> bool:
-    """The offline certificate checks; True if one failed. Exit 2 without a usable store."""
+    """The offline certificate checks on the plan's PKI Secrets; True if one failed.
+
+    Exit 2 without a usable store or a valid plan.
+    """
     import tempfile
 
-    from pki.bundles import istio_cacerts
-    from pki.checks import istio_cacerts_checks, linkerd_identity_checks
     from pki.store import PkiStore
+    from stacks.plan import pki_pem
+    from stacks.preflight import checked_secret, pki_checks
 
     if not (pki_dir / "meta.json").is_file():
         click.echo(f"error: no PKI store at {pki_dir} (no meta.json); run `meshboot render` "
                    "first to create it, or point --pki-dir at it", err=True)
         sys.exit(EXIT_SPEC)
+    plan = _plan(loaded)
     for path, mode, wanted in PkiStore(pki_dir).mode_problems():
         click.echo(f"warning: PKI store {pki_dir}: {path.relative_to(pki_dir)} is accessible to "
                    f"group/others (mode {mode:04o}); `meshboot render` sets it to {wanted:04o}",
@@ -347,17 +360,18 @@ def _preflight_pki(loaded: LoadedSpec, pki_dir: Path, clusters: list[str]) -> bo
         except (OSError, shutil.Error) as err:
             click.echo(f"error: PKI store {pki_dir}: cannot read it ({_os_reason(err)})", err=True)
             sys.exit(EXIT_SPEC)
-        mesh_pki = _load_pki(loaded, copy, shown_as=pki_dir)
+        mesh_pki = _load_pki(loaded, plan.pki, copy, shown_as=pki_dir)
     failed = False
     for cluster in clusters:
         if cluster in mesh_pki.reissued:
             click.echo(f"{cluster}: intermediate would be re-issued on the next run "
                        f"({mesh_pki.reasons.get(cluster, 'missing')})")
-        ca = mesh_pki.intermediates[cluster]
-        if loaded.spec.mesh.provider == "linkerd":
-            checks = linkerd_identity_checks(mesh_pki.root.cert_pem, ca.cert_pem, ca.key_pem)
-        else:
-            checks = istio_cacerts_checks(istio_cacerts(ca))
+        checks = pki_checks(plan, cluster, lambda ref: pki_pem(ref, mesh_pki.root.cert_pem,
+                                                               mesh_pki.intermediates))
+        if checks is None:
+            click.echo(f"{cluster}: no {checked_secret(plan.provider)} Secret in the plan "
+                       "(a remote runs no istiod): nothing to check")
+            continue
         for check in checks:
             mark = "ok" if check.ok else ("warn" if check.warning else "FAIL")
             detail = f": {check.message}" if check.message and not check.ok else ""
@@ -405,7 +419,6 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
     )
     from pki.ca import CA, fingerprint
     from pki.store import PkiStore, PkiStoreError
-    from stacks.common import pki_params
 
     loaded = _load(config)
     if from_store is not None and from_state is not None:
@@ -427,8 +440,7 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
     except StackFileError as err:
         click.echo(f"error: {loaded.source}: {err}", err=True)
         sys.exit(EXIT_SPEC)
-    params = pki_params(loaded.spec, loaded.base_dir)
-    params = dataclasses.replace(params, imported_root=None)
+    params = dataclasses.replace(_plan(loaded).pki, imported_root=None)
     store_dir = from_store
     if store_dir is None and from_state is None and (default_pki_dir(loaded) / "meta.json").exists():
         store_dir = default_pki_dir(loaded)

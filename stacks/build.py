@@ -1,14 +1,40 @@
-"""Spec -> plan for the configured provider (the one entry both adapters use)."""
+"""Spec -> plan for the configured provider (the one entry both adapters use).
+
+The provider's builder makes the objects; :func:`build_plan` then adds what
+the adapters need beyond them, so the plan is their only input: the PKI
+parameters (an imported root read from its files here) and, per cluster, how
+to reach it (apiServer, context, where its kubeconfig is; the kubeconfig
+itself is read only by what contacts the cluster).
+"""
 
 from __future__ import annotations
 
-from clusters.errors import SpecError
+from pathlib import Path
+
+from clusters.errors import Problem, SpecError
+from clusters.kubeconfig import locate_kubeconfig
 from clusters.spec import Spec
-from stacks.plan import MeshPlan
+from pki.hierarchy import PkiParams
+from stacks.common import pki_params
+from stacks.plan import ClusterConnection, MeshPlan
 
 
-def build_plan(spec: Spec, source: str = "spec") -> MeshPlan:
-    """Validate provider-specific rules and return the plan; raises SpecError."""
+def build_plan(spec: Spec, source: str = "spec", base_dir: Path = Path(".")) -> MeshPlan:
+    """Validate provider-specific rules and return the plan; raises SpecError.
+
+    ``base_dir``: the stack file's directory, against which relative files of
+    the spec (root CA import, kubeconfigs) resolve.
+    """
+    plan = _provider_plan(spec, source)
+    plan.pki_params = _pki(spec, source, base_dir)
+    for i, c in enumerate(spec.clusters):
+        plan.cluster(c.name).connection_params = ClusterConnection(
+            api_server=c.api_server, context=c.context,
+            kubeconfig=locate_kubeconfig(c, base_dir, i))
+    return plan
+
+
+def _provider_plan(spec: Spec, source: str) -> MeshPlan:
     if spec.mesh.provider == "linkerd":
         from stacks.linkerd.plan import build_linkerd_plan
 
@@ -17,6 +43,16 @@ def build_plan(spec: Spec, source: str = "spec") -> MeshPlan:
     from stacks.traffic.istio import istio_policy_objects
 
     return build_istio_plan(spec, policy=istio_policy_objects(spec, source=source), source=source)
+
+
+def _pki(spec: Spec, source: str, base_dir: Path) -> PkiParams:
+    try:
+        return pki_params(spec, base_dir)
+    except OSError as err:
+        reason = f"cannot read {err.filename}: {err.strerror or err}"
+    except UnicodeDecodeError:
+        reason = "a root CA file is not PEM text (not UTF-8)"
+    raise SpecError(source, [Problem("meshboot:pki.rootCa", reason)])
 
 
 def with_plan_problems(err: SpecError) -> SpecError:
@@ -28,7 +64,8 @@ def with_plan_problems(err: SpecError) -> SpecError:
     if err.partial is None:
         return err
     try:
-        build_plan(err.partial, source=err.source)  # type: ignore[arg-type]
+        # The provider's checks only: reading files (root CA) is the spec's checks' business.
+        _provider_plan(err.partial, source=err.source)  # type: ignore[arg-type]
     except SpecError as more:
         return SpecError(err.source, err.problems + more.problems)
     except Exception:  # noqa: BLE001 - the partial spec may violate what the stacks assume

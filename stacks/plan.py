@@ -2,11 +2,18 @@
 
 A stack (Istio, Linkerd) turns the spec into a ``MeshPlan``; two adapters
 consume it: ``stacks.render`` writes YAML, ``stacks.pulumi_program`` creates
-Pulumi resources. Values that only exist at deploy time or live in the PKI
-are *references* inside the objects; each adapter resolves them its own way:
+Pulumi resources. The plan is their only input (one direction: spec -> plan
+-> adapters): besides the objects it carries the PKI parameters
+(``MeshPlan.pki``, an imported root already read) and how to reach each
+cluster (``ClusterPlan.connection``: apiServer, context, where its kubeconfig
+is), both filled by ``stacks.build.build_plan``.
+
+Values that only exist at deploy time or live in the PKI are *references*
+inside the objects; each adapter resolves them its own way:
 
 - ``PkiRef``: certificate/key material. Render reads the local PKI store;
-  Pulumi uses the outputs of the PKI dynamic resources (key = secret).
+  Pulumi uses the outputs of the PKI dynamic resources (key = secret); both
+  through :func:`pki_pem`.
 - ``GatewayAddressRef``: a cluster's east-west gateway address. The spec's
   fixed address, else (Pulumi only) the gateway Service's load-balancer
   ingress once the gateway is installed.
@@ -17,15 +24,18 @@ are *references* inside the objects; each adapter resolves them its own way:
 Steps run in order inside a cluster; ``after`` names the steps a step waits
 for (Pulumi ``depends_on``, Flux ``dependsOn``). Every object of a step is
 labelled ``app.kubernetes.io/managed-by: meshboot`` when the step is added to
-its cluster, so both adapters create the same labelled objects.
+its cluster, so both adapters create the same labelled objects; a private key
+in Helm values is refused there too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
+from clusters.kubeconfig import KubeconfigLocation
+from pki.hierarchy import PkiParams
 from stacks.labels import with_managed_by
 
 PkiItem = Literal["root-cert", "ca-cert", "ca-key", "cert-chain"]
@@ -41,6 +51,43 @@ class PkiRef:
     @property
     def secret(self) -> bool:
         return self.item == "ca-key"
+
+
+T_co = TypeVar("T_co", covariant=True)
+T = TypeVar("T")
+
+
+class IssuingCa(Protocol[T_co]):
+    """A cluster's intermediate (Istio) / issuer (Linkerd): ``pki.ca.CA`` (PEM strings)
+    or ``pki.provider.IntermediateCA`` (Pulumi outputs)."""
+
+    @property
+    def cert_pem(self) -> T_co: ...
+
+    @property
+    def key_pem(self) -> T_co: ...
+
+    @property
+    def chain_pem(self) -> T_co: ...
+
+
+def pki_pem(ref: PkiRef, root_cert_pem: T, intermediates: Mapping[str, IssuingCa[T]]) -> T:
+    """The PEM ``ref`` stands for: the one mapping render, preflight and Pulumi share.
+
+    Generic over the PEM's type (``str``, ``pulumi.Output[str]``); keeping a
+    ``ca-key`` secret is the caller's business (``ref.secret``).
+    """
+    if ref.item == "root-cert":
+        return root_cert_pem
+    if ref.cluster is None:
+        raise ValueError(f"PkiRef {ref.item!r} names no cluster")
+    ca = intermediates[ref.cluster]
+    if ref.item == "ca-cert":
+        return ca.cert_pem
+    if ref.item == "ca-key":
+        return ca.key_pem
+    # cert-chain: the intermediate, then up to and including the root.
+    return ca.chain_pem
 
 
 @dataclass(frozen=True)
@@ -99,14 +146,35 @@ class Step:
     after: tuple[str, ...] = ()
     objects: tuple[dict[str, Any], ...] = ()
     release: HelmRelease | None = None
-    # Pulumi: wait for these objects' readiness (e.g. CRDs before CRs).
-    description: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterConnection:
+    """How an adapter reaches a cluster. The kubeconfig is a location, read only
+    by what contacts the cluster (``pulumi up``): render needs none."""
+
+    api_server: str
+    context: str | None
+    kubeconfig: KubeconfigLocation
+
+
+class PlanIncomplete(LookupError):
+    """A plan used before ``stacks.build.build_plan`` filled in its PKI and connections."""
 
 
 @dataclass
 class ClusterPlan:
     cluster: str
     steps: list[Step] = field(default_factory=list)
+    # Set by stacks.build.build_plan once the provider's builder returns.
+    connection_params: ClusterConnection | None = None
+
+    @property
+    def connection(self) -> ClusterConnection:
+        if self.connection_params is None:
+            raise PlanIncomplete(f"{self.cluster}: the plan has no connection data "
+                                 "(build it with stacks.build.build_plan)")
+        return self.connection_params
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -115,11 +183,21 @@ class ClusterPlan:
         raise KeyError(f"{self.cluster}: no step {name!r}")
 
     def add(self, step: Step) -> Step:
-        """Append ``step`` with every object labelled managed-by meshboot; return it."""
+        """Append ``step`` with every object labelled managed-by meshboot; return it.
+
+        Refuses a private key in Helm values: Helm keeps values in plain release
+        Secrets (and Pulumi in release inputs); keys go into Secrets only.
+        """
         if any(s.name == step.name for s in self.steps):
             raise ValueError(f"{self.cluster}: duplicate step {step.name!r}")
         for dep in step.after:
             self.step(dep)  # must already exist: steps are in dependency order
+        if step.release is not None:
+            for ref in walk_refs(step.release.values):
+                if isinstance(ref, PkiRef) and ref.secret:
+                    raise ValueError(f"{self.cluster}/{step.name}: refusing a private key "
+                                     f"({ref.item} of {ref.cluster}) in Helm values; "
+                                     "put it in a Secret")
         step = replace(step, objects=tuple(with_managed_by(o) for o in step.objects))
         self.steps.append(step)
         return step
@@ -172,6 +250,16 @@ class MeshPlan:
     notes: list[str] = field(default_factory=list)
     # Order across clusters, beyond each cluster's own step order.
     order: list[CrossClusterDep] = field(default_factory=list)
+    # The PKI inputs, an imported root already read from its files. Set by
+    # stacks.build.build_plan once the provider's builder returns.
+    pki_params: PkiParams | None = None
+
+    @property
+    def pki(self) -> PkiParams:
+        if self.pki_params is None:
+            raise PlanIncomplete("the plan has no PKI parameters (build it with "
+                                 "stacks.build.build_plan)")
+        return self.pki_params
 
     def cluster(self, name: str) -> ClusterPlan:
         for c in self.clusters:
@@ -223,12 +311,6 @@ def resolve(value: Any, resolver: Callable[[Ref], Any]) -> Any:
     if kind in _REF_TYPES:
         return resolver(value)
     return value
-
-
-def object_key(obj: dict[str, Any]) -> tuple[str, str, str, str]:
-    """(apiVersion, kind, namespace, name): unique per cluster."""
-    meta = obj.get("metadata", {})
-    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
 
 
 def is_secret(obj: dict[str, Any]) -> bool:

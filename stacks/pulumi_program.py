@@ -13,25 +13,32 @@ cluster with its own explicit ``kubernetes.Provider``. Every child is named
   resource count does not grow with the number of services;
 - ``after`` -> ``depends_on``; cross-cluster references (tokens, gateway
   addresses) are Outputs, so Pulumi orders them across clusters itself.
+
+The plan is the only input: the PKI from ``plan.pki``, each provider's
+context and kubeconfig from ``ClusterPlan.connection`` (the kubeconfigs are
+read here, all problems reported at once, before anything is registered).
+Steps are registered in a topological order of (cluster, step)
+(``graphlib``): ``after``, ``plan.order``, a load-balancer gateway address ->
+the gateway's step, a token kubeconfig -> the step creating the token Secret.
 """
 
 from __future__ import annotations
 
 import base64
+import heapq
 import ipaddress
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from clusters.kubeconfig import KubeconfigError, find_kubeconfig
-from clusters.spec import ClusterSpec, Spec
+from clusters.kubeconfig import KubeconfigError
+from pki.hierarchy import PkiParams
 from pki.provider import IntermediateCA, RootCA
-from stacks.common import pki_params
 from stacks.plan import (
     ClusterPlan,
     CrossClusterDep,
@@ -43,6 +50,7 @@ from stacks.plan import (
     Step,
     is_secret,
     kubeconfig_yaml,
+    pki_pem,
     resolve,
     walk_refs,
 )
@@ -54,61 +62,37 @@ class ProgramError(Exception):
 
 @dataclass(frozen=True)
 class MeshEnvironmentArgs:
-    spec: Spec
     plan: MeshPlan
     kubeconfigs: dict[str, str]   # cluster -> kubeconfig contents (see all_kubeconfigs)
-    base_dir: Path = Path(".")
 
 
-def kubeconfig_contents(cluster: ClusterSpec, base_dir: Path,
-                        env: dict[str, str] | None = None, index: int | None = None) -> str:
-    """The kubeconfig for a cluster's provider: inline, a file, or $KUBECONFIG.
-
-    Passed explicitly: ``kubernetes.Provider`` would otherwise silently read
-    whatever KUBECONFIG points at. The lookup is ``clusters.kubeconfig``'s
-    (shared with ``meshboot preflight --live``).
-    """
-    try:
-        return find_kubeconfig(cluster, base_dir, env, index).text
-    except KubeconfigError as err:
-        raise ProgramError(str(err)) from None
-
-
-def all_kubeconfigs(spec: Spec, base_dir: Path) -> dict[str, str]:
+def all_kubeconfigs(plan: MeshPlan, env: dict[str, str] | None = None) -> dict[str, str]:
     """Every cluster's kubeconfig, or one ProgramError listing every cluster without one.
 
-    Checked before any resource is registered, so a missing file stops the run
-    before the engine has created anything.
+    Read from where the plan says it is (inline, a file, or $KUBECONFIG, see
+    ``clusters.kubeconfig``) and passed explicitly: ``kubernetes.Provider``
+    would otherwise silently read whatever KUBECONFIG points at. Checked
+    before any resource is registered, so a missing file stops the run before
+    the engine has created anything.
     """
     found: dict[str, str] = {}
     problems: list[str] = []
-    for i, c in enumerate(spec.clusters):
+    for cp in plan.clusters:
         try:
-            found[c.name] = kubeconfig_contents(c, base_dir, index=i)
-        except ProgramError as err:
+            found[cp.cluster] = cp.connection.kubeconfig.read(env).text
+        except KubeconfigError as err:
             problems.append(str(err))
     if problems:
         raise ProgramError("\n".join(problems))
     return found
 
 
-@dataclass
-class _ClusterState:
-    spec: ClusterSpec
-    plan: ClusterPlan
-    component: pulumi.ComponentResource
-    provider: k8s.Provider
-    done: dict[str, list[pulumi.Resource]] = field(default_factory=dict)
-    secrets: dict[tuple[str, str], k8s.core.v1.Secret] = field(default_factory=dict)
-
-
 class MeshPki(pulumi.ComponentResource):
     """Root CA and one intermediate (Istio) / issuer (Linkerd) per cluster."""
 
-    def __init__(self, name: str, spec: Spec, base_dir: Path,
+    def __init__(self, name: str, params: PkiParams,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meshboot:index:MeshPki", name, None, opts)
-        params = pki_params(spec, base_dir)
         child = pulumi.ResourceOptions(parent=self)
         imported = params.imported_root
         self.root = RootCA(
@@ -131,81 +115,146 @@ class MeshPki(pulumi.ComponentResource):
         self.register_outputs({"rootCertPem": self.root.cert_pem})
 
     def resolve(self, ref: PkiRef) -> pulumi.Output[str]:
-        if ref.item == "root-cert":
-            return self.root.cert_pem
-        assert ref.cluster is not None
-        ca = self.intermediates[ref.cluster]
-        if ref.item == "ca-cert":
-            return ca.cert_pem
-        if ref.item == "ca-key":
-            return pulumi.Output.secret(ca.key_pem)
-        return ca.chain_pem
+        value = pki_pem(ref, self.root.cert_pem, self.intermediates)
+        return pulumi.Output.secret(value) if ref.secret else value
+
+
+@dataclass(frozen=True)
+class ClusterMeshArgs:
+    plan: ClusterPlan
+    kubeconfig: pulumi.Input[str]   # contents (secret); context and apiServer from the plan
+
+
+class ClusterMesh(pulumi.ComponentResource):
+    """One cluster: its own explicit ``kubernetes.Provider`` and its steps' resources.
+
+    The environment adds the steps (:meth:`add_step`) in an order across
+    clusters (a step may wait for another cluster's token or gateway), then
+    calls :meth:`finish`, which registers the component's outputs.
+    """
+
+    def __init__(self, name: str, args: ClusterMeshArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("meshboot:index:ClusterMesh", name, None, opts)
+        self.plan = args.plan
+        connection = args.plan.connection
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=pulumi.Output.secret(args.kubeconfig),
+            context=connection.context,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["kubeconfig"]))
+        self.done: dict[str, list[pulumi.Resource]] = {}
+        self.secrets: dict[tuple[str, str], k8s.core.v1.Secret] = {}
+
+    def child_opts(self, depends_on: list[pulumi.Resource] | None = None,
+                   **more: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self.provider,
+                                      depends_on=depends_on or [], **more)
+
+    def add_step(self, step: Step, resolver: Callable[[Ref], Any],
+                 deps: list[pulumi.Resource],
+                 per_object: dict[tuple[str, str, str], list[pulumi.Resource]]) -> None:
+        """Create ``step``'s resources after ``deps`` (``per_object``: extra, per Secret)."""
+        cluster = self.plan.cluster
+        opts = self.child_opts(deps)
+        made: list[pulumi.Resource] = []
+        if step.release is not None:
+            rel = step.release
+            made.append(k8s.helm.v3.Release(
+                f"{cluster}-{step.name}",
+                name=rel.release_name,
+                chart=rel.chart,
+                version=rel.version,
+                namespace=rel.namespace,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=rel.repo_url),
+                values=resolve(rel.values, resolver),
+                opts=opts))
+            self.done[step.name] = made
+            return
+        plain = []
+        for obj in step.objects:
+            if is_secret(obj):
+                meta = obj["metadata"]
+                extra = per_object.get(("Secret", meta.get("namespace", "default"), meta["name"]))
+                made.append(self._secret(obj, resolver, opts if not extra else
+                                         pulumi.ResourceOptions.merge(
+                                             opts, pulumi.ResourceOptions(depends_on=extra))))
+            else:
+                plain.append(resolve(obj, resolver))
+        if plain:
+            made.append(k8s.yaml.v2.ConfigGroup(f"{cluster}-{step.name}", objs=plain, opts=opts))
+        self.done[step.name] = made
+
+    def _secret(self, obj: dict[str, Any], resolver: Callable[[Ref], Any],
+                opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        meta = obj["metadata"]
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        string_data = obj.get("stringData")
+        secret = k8s.core.v1.Secret(
+            f"{self.plan.cluster}-secret-{ns}-{name}",
+            metadata=meta,
+            type=obj.get("type"),
+            string_data=pulumi.Output.secret(resolve(string_data, resolver))
+            if string_data else None,
+            data=pulumi.Output.secret(obj["data"]) if obj.get("data") else None,
+            # pulumi-kubernetes marks Secret data/stringData outputs secret itself.
+            opts=opts)
+        self.secrets[(ns, name)] = secret
+        return secret
+
+    def finish(self) -> None:
+        self.register_outputs({"cluster": self.plan.cluster,
+                               "steps": [s.name for s in self.plan.steps]})
+
+
+Node = tuple[str, str]   # (cluster, step)
 
 
 class MeshEnvironment(pulumi.ComponentResource):
-    """The whole environment: PKI plus every cluster's steps."""
+    """The whole environment: PKI plus every cluster's steps, from the plan alone."""
 
     def __init__(self, name: str, args: MeshEnvironmentArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meshboot:index:MeshEnvironment", name, None, opts)
-        spec, plan = args.spec, args.plan
-        self.pki = MeshPki(f"{name}-pki", spec, args.base_dir,
-                           pulumi.ResourceOptions(parent=self))
-        self.clusters: dict[str, _ClusterState] = {}
-        for cp in plan.clusters:
-            cspec = spec.cluster(cp.cluster)
-            comp = pulumi.ComponentResource("meshboot:index:ClusterMesh", cp.cluster, None,
-                                            pulumi.ResourceOptions(parent=self))
-            provider = k8s.Provider(
-                f"{cp.cluster}-k8s",
-                kubeconfig=pulumi.Output.secret(args.kubeconfigs[cp.cluster]),
-                context=cspec.context,
-                opts=pulumi.ResourceOptions(parent=comp, additional_secret_outputs=["kubeconfig"]))
-            self.clusters[cp.cluster] = _ClusterState(cspec, cp, comp, provider)
+        plan = args.plan
+        self.pki = MeshPki(f"{name}-pki", plan.pki, pulumi.ResourceOptions(parent=self))
         self.order = plan.order
+        # Checked before any cluster resource exists: a cycle registers nothing more.
+        schedule = _schedule(plan)
+        self.clusters: dict[str, ClusterMesh] = {
+            cp.cluster: ClusterMesh(cp.cluster, ClusterMeshArgs(cp, args.kubeconfigs[cp.cluster]),
+                                    pulumi.ResourceOptions(parent=self))
+            for cp in plan.clusters}
         self._gateway_addresses: dict[str, pulumi.Output[str]] = {}
         self._kubeconfigs: dict[tuple[str, str, str], pulumi.Output[str]] = {}
-        self._build_all()
+        resolver = self._resolver()
+        for cluster, step_name in schedule:
+            cm = self.clusters[cluster]
+            step = cm.plan.step(step_name)
+            deps, per_object = self._dependencies(cm, step)
+            cm.add_step(step, resolver, deps, per_object)
+        for cm in self.clusters.values():
+            cm.finish()
         self.register_outputs({
             "rootCertPem": self.pki.root.cert_pem,
             "clusters": sorted(self.clusters),
         })
 
-    # -- scheduling: a step runs once its own and its cross-cluster inputs exist
-    def _build_all(self) -> None:
-        pending = [(st, step) for st in self.clusters.values() for step in st.plan.steps]
-        while pending:
-            progressed = False
-            rest = []
-            for st, step in pending:
-                if self._ready(st, step):
-                    st.done[step.name] = self._build_step(st, step)
-                    progressed = True
-                else:
-                    rest.append((st, step))
-            if not progressed:
-                names = ", ".join(f"{st.plan.cluster}/{s.name}" for st, s in rest)
-                raise ProgramError(f"circular cross-cluster dependencies between: {names}")
-            pending = rest
-
-    def _ready(self, st: _ClusterState, step: Step) -> bool:
-        if any(dep not in st.done for dep in step.after):
-            return False
-        for dep in self._cross(st, step):
-            if dep.target.step not in self.clusters[dep.target.cluster].done:
-                return False
-        for ref in _refs(step):
-            if isinstance(ref, GatewayAddressRef) and not ref.fixed:
-                if ref.after_step not in self.clusters[ref.cluster].done:
-                    return False
-            if isinstance(ref, KubeconfigRef):
-                if ref.token_secret not in self.clusters[ref.target].secrets:
-                    return False
-        return True
-
-    def _cross(self, st: _ClusterState, step: Step) -> list[CrossClusterDep]:
+    def _cross(self, cluster: str, step: Step) -> list[CrossClusterDep]:
         return [d for d in self.order
-                if d.waiter.cluster == st.plan.cluster and d.waiter.step == step.name]
+                if d.waiter.cluster == cluster and d.waiter.step == step.name]
+
+    def _dependencies(self, cm: ClusterMesh, step: Step) -> tuple[
+            list[pulumi.Resource], dict[tuple[str, str, str], list[pulumi.Resource]]]:
+        """``depends_on`` of the step, and extra per waiting Secret (kind, ns, name)."""
+        deps = [r for dep in step.after for r in cm.done[dep]]
+        per_object: dict[tuple[str, str, str], list[pulumi.Resource]] = {}
+        for cross in self._cross(cm.plan.cluster, step):
+            if cross.waiter.obj is None:
+                deps += self._targets(cross)
+            else:
+                per_object.setdefault(cross.waiter.obj, []).extend(self._targets(cross))
+        return deps, per_object
 
     def _targets(self, dep: CrossClusterDep) -> list[pulumi.Resource]:
         """The resources ``dep`` waits for: one Secret, or the target step's resources."""
@@ -236,11 +285,10 @@ class MeshEnvironment(pulumi.ComponentResource):
 
     def _ingress(self, ref: GatewayAddressRef) -> pulumi.Output[str]:
         if ref.cluster not in self._gateway_addresses:
-            st = self.clusters[ref.cluster]
+            cm = self.clusters[ref.cluster]
             svc = k8s.core.v1.Service.get(
                 f"{ref.cluster}-{ref.service}-lb", f"{ref.namespace}/{ref.service}",
-                opts=pulumi.ResourceOptions(parent=st.component, provider=st.provider,
-                                            depends_on=st.done[ref.after_step]))
+                opts=cm.child_opts(cm.done[ref.after_step]))
             cluster = ref.cluster
             self._gateway_addresses[cluster] = svc.status.apply(
                 lambda status: _ingress_address(cluster, ref.spec_path, status))
@@ -249,76 +297,79 @@ class MeshEnvironment(pulumi.ComponentResource):
     def _kubeconfig(self, ref: KubeconfigRef) -> pulumi.Output[str]:
         key = (ref.target, *ref.token_secret)
         if key not in self._kubeconfigs:
-            st = self.clusters[ref.target]
+            cm = self.clusters[ref.target]
             ns, name = ref.token_secret
             # Read back after creation: the token controller fills data.token/ca.crt.
             live = k8s.core.v1.Secret.get(
                 f"{ref.target}-{name}-read", f"{ns}/{name}",
-                opts=pulumi.ResourceOptions(parent=st.component, provider=st.provider,
-                                            depends_on=[st.secrets[ref.token_secret]],
-                                            additional_secret_outputs=["data"]))
+                opts=cm.child_opts([cm.secrets[ref.token_secret]],
+                                   additional_secret_outputs=["data"]))
             self._kubeconfigs[key] = pulumi.Output.secret(live.data.apply(
                 lambda data: _token_kubeconfig(ref, data)))
         return self._kubeconfigs[key]
 
-    def _build_step(self, st: _ClusterState, step: Step) -> list[pulumi.Resource]:
-        cluster = st.plan.cluster
-        deps = [r for dep in step.after for r in st.done[dep]]
-        per_object: dict[tuple[str, str, str], list[pulumi.Resource]] = {}
-        for cross in self._cross(st, step):
-            if cross.waiter.obj is None:
-                deps += self._targets(cross)
-            else:
-                per_object.setdefault(cross.waiter.obj, []).extend(self._targets(cross))
-        opts = pulumi.ResourceOptions(parent=st.component, provider=st.provider,
-                                      depends_on=deps)
-        resolver = self._resolver()
-        made: list[pulumi.Resource] = []
-        if step.release is not None:
-            rel = step.release
-            for ref in walk_refs(rel.values):
-                if isinstance(ref, PkiRef) and ref.secret:
-                    raise ProgramError(f"{cluster}/{step.name}: refusing a private key in Helm values")
-            made.append(k8s.helm.v3.Release(
-                f"{cluster}-{step.name}",
-                name=rel.release_name,
-                chart=rel.chart,
-                version=rel.version,
-                namespace=rel.namespace,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=rel.repo_url),
-                values=resolve(rel.values, resolver),
-                opts=opts))
-            return made
-        plain = []
-        for obj in step.objects:
-            if is_secret(obj):
-                meta = obj["metadata"]
-                extra = per_object.get(("Secret", meta.get("namespace", "default"), meta["name"]))
-                made.append(self._secret(st, obj, resolver, opts if not extra else
-                                         pulumi.ResourceOptions.merge(
-                                             opts, pulumi.ResourceOptions(depends_on=extra))))
-            else:
-                plain.append(resolve(obj, resolver))
-        if plain:
-            made.append(k8s.yaml.v2.ConfigGroup(f"{cluster}-{step.name}", objs=plain, opts=opts))
-        return made
 
-    def _secret(self, st: _ClusterState, obj: dict[str, Any], resolver: Callable[[Ref], Any],
-                opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
-        meta = obj["metadata"]
-        ns, name = meta.get("namespace", "default"), meta["name"]
-        string_data = obj.get("stringData")
-        secret = k8s.core.v1.Secret(
-            f"{st.plan.cluster}-secret-{ns}-{name}",
-            metadata=meta,
-            type=obj.get("type"),
-            string_data=pulumi.Output.secret(resolve(string_data, resolver))
-            if string_data else None,
-            data=pulumi.Output.secret(obj["data"]) if obj.get("data") else None,
-            # pulumi-kubernetes marks Secret data/stringData outputs secret itself.
-            opts=opts)
-        st.secrets[(ns, name)] = secret
-        return secret
+def _schedule(plan: MeshPlan) -> list[Node]:
+    """Every (cluster, step) once its inputs exist; ProgramError naming a cycle's steps.
+
+    Edges: a step's ``after``; ``plan.order`` (cross-cluster); a gateway
+    address read from a load balancer -> the step installing that gateway; a
+    token kubeconfig -> the step creating the token Secret. Of the steps ready
+    at a time the first in plan order (cluster, then step) goes first, so the
+    registration order is deterministic.
+    """
+    position: dict[Node, tuple[int, int]] = {}
+    holder: dict[tuple[str, str, str], str] = {}   # (cluster, ns, name) -> step of a Secret
+    for ci, cp in enumerate(plan.clusters):
+        for si, step in enumerate(cp.steps):
+            position[(cp.cluster, step.name)] = (ci, si)
+            for obj in step.objects:
+                if is_secret(obj):
+                    meta = obj["metadata"]
+                    holder[(cp.cluster, meta.get("namespace", "default"), meta["name"])] = step.name
+    edges: list[tuple[Node, Node]] = []   # (waiter, what it waits for)
+    problems: list[str] = []
+    for cp in plan.clusters:
+        for step in cp.steps:
+            node = (cp.cluster, step.name)
+            edges += [(node, (cp.cluster, dep)) for dep in step.after]
+            for ref in _refs(step):
+                if isinstance(ref, GatewayAddressRef) and not ref.fixed:
+                    edges.append((node, (ref.cluster, ref.after_step)))
+                elif isinstance(ref, KubeconfigRef):
+                    where = holder.get((ref.target, *ref.token_secret))
+                    if where is None:
+                        problems.append(f"{cp.cluster}/{step.name}: cluster {ref.target!r} has no "
+                                        f"step creating the token Secret "
+                                        f"{'/'.join(ref.token_secret)}")
+                    else:
+                        edges.append((node, (ref.target, where)))
+    edges += [((d.waiter.cluster, d.waiter.step), (d.target.cluster, d.target.step))
+              for d in plan.order]
+    unknown = sorted({f"{c}/{s}" for edge in edges for c, s in edge if (c, s) not in position})
+    if unknown:
+        problems.append(f"dependencies on steps the plan does not have: {', '.join(unknown)}")
+    if problems:
+        raise ProgramError("\n".join(problems))
+    graph: TopologicalSorter[Node] = TopologicalSorter()
+    for node in position:
+        graph.add(node)
+    for waiter, target in edges:
+        graph.add(waiter, target)
+    try:
+        graph.prepare()
+    except CycleError as err:
+        cycle = " -> ".join(f"{c}/{s}" for c, s in err.args[1])
+        raise ProgramError(f"circular dependencies between steps: {cycle}") from None
+    order: list[Node] = []
+    ready: list[tuple[tuple[int, int], Node]] = []
+    while graph.is_active():
+        for node in graph.get_ready():
+            heapq.heappush(ready, (position[node], node))
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        graph.done(node)
+    return order
 
 
 def _refs(step: Step) -> list[Ref]:
@@ -377,10 +428,10 @@ def _token_kubeconfig(ref: KubeconfigRef, data: Any) -> str:
     return kubeconfig_yaml(ref.target, ref.api_server, ca_pem, token, ref.user)
 
 
-def build_environment(spec: Spec, plan: MeshPlan, base_dir: Path = Path(".")) -> MeshEnvironment:
-    """Create every resource of the environment (call inside a Pulumi program)."""
-    kubeconfigs = all_kubeconfigs(spec, base_dir)
-    env = MeshEnvironment(spec.mesh.id, MeshEnvironmentArgs(spec, plan, kubeconfigs, base_dir))
+def build_environment(plan: MeshPlan) -> MeshEnvironment:
+    """Create every resource of the environment from the plan (call inside a Pulumi program)."""
+    kubeconfigs = all_kubeconfigs(plan)
+    env = MeshEnvironment(plan.mesh_id, MeshEnvironmentArgs(plan, kubeconfigs))
     pulumi.export("rootCertPem", env.pki.root.cert_pem)
     pulumi.export("clusters", [cp.cluster for cp in plan.clusters])
     return env

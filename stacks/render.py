@@ -108,16 +108,9 @@ class PkiResolver:
         self.mesh_pki = mesh_pki
 
     def __call__(self, ref: PkiRef) -> str:
-        root = self.mesh_pki.root
-        if ref.item == "root-cert":
-            return str(root.cert_pem)
-        ca = self.mesh_pki.intermediates[ref.cluster]
-        if ref.item == "ca-cert":
-            return str(ca.cert_pem)
-        if ref.item == "ca-key":
-            return str(ca.key_pem)
-        # cert-chain: the intermediate, then up to and including the root.
-        return str(ca.chain_pem)
+        from stacks.plan import pki_pem
+
+        return pki_pem(ref, self.mesh_pki.root.cert_pem, self.mesh_pki.intermediates)
 
 
 class _Deferred(Exception):

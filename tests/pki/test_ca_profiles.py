@@ -9,7 +9,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from pki.bundles import istio_cacerts, linkerd_issuer_secret_data, trust_bundle
 from pki.ca import CA, ISTIOD_SAN, certs_from_pem
 from pki.keys import (
     KeyAlgorithm,
@@ -19,6 +18,7 @@ from pki.keys import (
     private_key_to_pem,
     public_key_bytes,
 )
+from tests.support.pki_material import istio_cacerts, linkerd_issuer_secret_data
 
 ISTIO_ALGS = [KeyAlgorithm.ECDSA_P256, KeyAlgorithm.RSA_2048]
 
@@ -170,16 +170,15 @@ def test_key_algorithm_of_rejects_others() -> None:
     assert key_algorithm_of(generate_key("rsa-2048").public_key()) is KeyAlgorithm.RSA_2048
 
 
-def test_istio_cacerts_bundle(istio_root: CA, foreign_root: CA) -> None:
+def test_istio_cacerts_bundle(istio_root: CA) -> None:
     inter = istio_root.issue_intermediate(
         profile="istio", cluster="a", key_algorithm="ecdsa-p256", validity_days=30
     )
-    data = istio_cacerts(inter, extra_roots=[foreign_root.cert, istio_root.cert])
+    data = istio_cacerts(inter)
     assert set(data) == {"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"}
     assert certs_from_pem(data["ca-cert.pem"]) == [inter.cert]
     assert certs_from_pem(data["cert-chain.pem"]) == [inter.cert, istio_root.cert]
-    # root first, extra roots after, no duplicates
-    assert certs_from_pem(data["root-cert.pem"]) == [istio_root.cert, foreign_root.cert]
+    assert certs_from_pem(data["root-cert.pem"]) == [istio_root.cert]
     assert data["ca-key.pem"].startswith("-----BEGIN PRIVATE KEY-----")
     with pytest.raises(ValueError):
         istio_cacerts(istio_root)
@@ -195,4 +194,3 @@ def test_linkerd_bundles(linkerd_anchor: CA) -> None:
     assert certs_from_pem(data["ca.crt"]) == [linkerd_anchor.cert]
     tls_key = load_private_key(data["tls.key"])  # unencrypted, loads without passphrase
     assert public_key_bytes(tls_key) == public_key_bytes(issuer.cert)
-    assert trust_bundle([linkerd_anchor.cert, linkerd_anchor.cert]) == linkerd_anchor.cert_pem

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from pki.bundles import istio_cacerts
 from pki.ca import CA
 from pki.checks import Check, istio_cacerts_checks, linkerd_identity_checks
 from pki.keys import generate_key, private_key_to_pem
+from tests.support.pki_material import istio_cacerts
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:

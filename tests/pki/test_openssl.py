@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pki.bundles import istio_cacerts, linkerd_issuer_secret_data
 from pki.ca import CA
+from tests.support.pki_material import issue_ca_unsafe, istio_cacerts, linkerd_issuer_secret_data
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 pytestmark = pytest.mark.skipif(not Path(OPENSSL).exists(), reason="openssl not installed")
@@ -76,7 +76,7 @@ def test_openssl_rejects_leaf_of_ca_under_pathlen0(istio_root: CA, tmp_path: Pat
     inter = istio_root.issue_intermediate(
         profile="istio", cluster="east", key_algorithm="ecdsa-p256", validity_days=30
     )
-    rogue = inter.issue_ca_unsafe()
+    rogue = issue_ca_unsafe(inter)
     leaf = rogue.issue_leaf(dns_names=["evil.example"])
     res = openssl_verify(
         tmp_path,

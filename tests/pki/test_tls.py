@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pki.ca import CA, Leaf, certs_to_pem
+from tests.support.pki_material import issue_ca_unsafe
 
 TD = "cluster.local"
 
@@ -153,7 +154,7 @@ def test_ca_under_pathlen0_intermediate_is_rejected(
 ) -> None:
     root: CA = request.getfixturevalue("istio_root" if mesh == "istio" else "linkerd_anchor")
     a, b = request.getfixturevalue(f"{mesh}_mesh")
-    rogue = a.issue_ca_unsafe(common_name="rogue sub-CA")
+    rogue = issue_ca_unsafe(a, common_name="rogue sub-CA")
     server = rogue.issue_leaf(spiffe_ids=[spiffe("evil", "sa")])
     assert len(server.issuers) == 2  # rogue CA + intermediate are presented
     client = b.issue_leaf(spiffe_ids=[spiffe("shop", "web")])

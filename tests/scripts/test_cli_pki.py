@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from cryptography import x509
 
+import stacks.build
 from pki.ca import CA
 from scripts.cli import cli
+from stacks.plan import PkiRef, Step
 from tests.conftest import base_spec, write_stack
 from tests.support.pulumi_harness import run_program, unwrap_secrets, with_fake_kubeconfigs
 
@@ -76,3 +83,92 @@ def test_preflight_passes_on_a_fresh_store_and_never_writes(tmp_path: Path) -> N
     assert "east: [ok] ca-cert.pem verifies to root-cert.pem" in result.output
     assert "FAIL" not in result.output
     assert before == {p: p.read_bytes() for p in (tmp_path / "pki").rglob("*") if p.is_file()}
+
+
+def _render(config: Path, tmp_path: Path) -> None:
+    rendered = CliRunner().invoke(cli, ["render", "--config", str(config), "--out",
+                                        str(tmp_path / "out"), "--pki-dir", str(tmp_path / "pki")])
+    assert rendered.exit_code == 0, rendered.output
+
+
+def _preflight(config: Path, tmp_path: Path) -> Result:
+    return CliRunner().invoke(cli, ["preflight", "--config", str(config),
+                                    "--pki-dir", str(tmp_path / "pki")])
+
+
+def _patch_plan(monkeypatch: pytest.MonkeyPatch, step_name: str,
+                change: Callable[[Step], Step]) -> list[str]:
+    """Make build_plan return plans whose ``step_name`` steps are changed; return the clusters."""
+    real = stacks.build._provider_plan
+    changed: list[str] = []
+
+    def patched(spec: Any, source: str) -> Any:
+        plan = real(spec, source)
+        for cp in plan.clusters:
+            for i, step in enumerate(cp.steps):
+                if step.name == step_name:
+                    cp.steps[i] = change(step)
+                    changed.append(cp.cluster)
+        return plan
+
+    monkeypatch.setattr(stacks.build, "_provider_plan", patched)
+    return changed
+
+
+def test_preflight_checks_the_plans_cacerts_secret(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_stack(tmp_path, base_spec())
+    _render(config, tmp_path)
+
+    def without_chain(step: Step) -> Step:
+        secret = copy.deepcopy(step.objects[0])
+        del secret["stringData"]["cert-chain.pem"]
+        return dataclasses.replace(step, objects=(secret,))
+
+    changed = _patch_plan(monkeypatch, "cacerts", without_chain)
+    result = _preflight(config, tmp_path)
+    assert changed == ["east", "west"]
+    assert result.exit_code == 1, result.output
+    assert "east: [FAIL] cacerts has all four keys: missing: cert-chain.pem" in result.output
+
+
+def test_preflight_skips_a_remote_which_has_no_cacerts(tmp_path: Path) -> None:
+    spec = base_spec()
+    spec["clusters"][1].update({"role": "remote", "primary": "east", "network": "net-a"})
+    spec["clusters"][0]["eastWestGateway"] = {"address": "192.0.2.10"}
+    config = write_stack(tmp_path, spec)
+    _render(config, tmp_path)
+    result = _preflight(config, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "east: [ok] ca-cert.pem verifies to root-cert.pem" in result.output
+    assert "west: no cacerts Secret in the plan (a remote runs no istiod): nothing to check" \
+        in result.output
+    assert "west: [" not in result.output
+
+
+def _linkerd_spec() -> dict[str, Any]:
+    spec = base_spec()
+    spec["mesh"]["provider"] = "linkerd"
+    spec["clusters"][0]["eastWestGateway"] = {"address": "192.0.2.10"}
+    spec["clusters"][1]["eastWestGateway"] = {"address": "192.0.2.11"}
+    return spec
+
+
+def test_preflight_linkerd_checks_the_plans_issuer_and_trust_anchors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_stack(tmp_path, _linkerd_spec())
+    _render(config, tmp_path)
+    result = _preflight(config, tmp_path)
+    assert result.exit_code == 0, result.output
+    for cluster in ("east", "west"):
+        assert f"{cluster}: [ok] issuer cert is issued by the trust anchor" in result.output
+
+    def anchored_on_west(step: Step) -> Step:
+        assert step.release is not None
+        values = {**step.release.values, "identityTrustAnchorsPEM": PkiRef("ca-cert", "west")}
+        return dataclasses.replace(step, release=dataclasses.replace(step.release, values=values))
+
+    _patch_plan(monkeypatch, "linkerd-control-plane", anchored_on_west)
+    result = _preflight(config, tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "east: [FAIL] issuer cert is issued by the trust anchor" in result.output

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,13 +172,22 @@ def run_program(spec: dict[str, Any], stack: str = "test", preview: bool = False
 
     Pass ``run`` to inspect what was registered even when the program fails.
     """
+    return run_function(lambda: runpy.run_path(str(MAIN), run_name="__main__"),
+                        config_from_spec(spec), stack, preview, secret_keys, run)
+
+
+def run_function(program: Callable[[], Any], config: dict[str, str] | None = None,
+                 stack: str = "test", preview: bool = False,
+                 secret_keys: list[str] | None = None,
+                 run: ProgramRun | None = None) -> ProgramRun:
+    """Run ``program`` (e.g. ``lambda: build_environment(plan)``) under the mocks."""
     run = run if run is not None else ProgramRun()
     mocks = EngineLikeMocks(run)
     psettings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="meshboot", stack=stack, preview=preview,
                              monitor=RecordingMonitor(mocks, run))
-    pulumi.runtime.set_all_config(config_from_spec(spec), secret_keys or [])
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(MAIN), run_name="__main__")))
+    pulumi.runtime.set_all_config(config or {}, secret_keys or [])
+    _sync_await(run_pulumi_func(program))
     return run
 
 

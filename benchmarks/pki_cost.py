@@ -1,6 +1,6 @@
 """How much does meshboot's PKI layer cost over bare ``cryptography`` calls?
 
-Run: ``python benchmarks/pki.py [--quick]``
+Run: ``python benchmarks/pki_cost.py [--quick]``
 
 For each key algorithm and 1 / 10 / 50 clusters it times
 
