@@ -38,15 +38,10 @@ import re
 from typing import Any
 
 from clusters.errors import Problem
-from clusters.policy import (
-    AuthzRule,
-    HeaderMatch,
-    RetrySpec,
-    cluster_split,
-    duration_seconds,
-    has_http_port,
-)
+from clusters.models import duration_seconds
+from clusters.policy import AuthzRule, HeaderMatch, RetrySpec
 from clusters.spec import PortSpec, ServiceSpec, Spec
+from stacks.traffic.placement import cluster_split
 
 ROUTE_API = "gateway.networking.k8s.io/v1"
 POLICY_API = "policy.linkerd.io"
@@ -74,10 +69,7 @@ _UNSUPPORTED: dict[str, str] = {
 
 
 def _http_ports(svc: ServiceSpec) -> list[PortSpec]:
-    from clusters.policy import _HTTP_PROTOCOLS, _NON_HTTP_PREFIXES
-
-    return [p for p in svc.ports if p.protocol in _HTTP_PROTOCOLS
-            or (p.protocol is None and not p.name.split("-")[0].startswith(_NON_HTTP_PREFIXES))]
+    return svc.http_ports
 
 
 def _grpc_ports(svc: ServiceSpec) -> list[PortSpec]:
@@ -585,7 +577,7 @@ def linkerd_policy_objects(spec: Spec, source: str = "spec"
     for c in spec.cluster_names:
         objs: list[dict[str, Any]] = []
         for svc in spec.services:
-            if c not in svc.clusters or not has_http_port(svc) and svc.authorization is None:
+            if c not in svc.clusters or not svc.http_ports and svc.authorization is None:
                 continue
             if svc.release is not None:
                 objs += [_version_service(spec, svc, v) for v in svc.versions or []]

@@ -26,18 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from clusters.errors import Problem, SpecError
-from clusters.policy import (
-    IDEMPOTENT_METHODS,
-    HeaderMatch,
-    OutlierDetectionSpec,
-    ServicePolicyFields,
-    callers,
-    cluster_split,
-)
+from clusters.policy import IDEMPOTENT_METHODS, HeaderMatch, OutlierDetectionSpec, ServicePolicyFields
 from clusters.spec import ServiceSpec, Spec
 from stacks.common import is_multi_network, locality, remotes_of, service_namespaces, service_ports
 from stacks.istio.plan import ISTIO_NS, config_cluster, gateway_address, network_gateway
 from stacks.labels import MANAGED
+from stacks.traffic.placement import callers, cluster_split
 
 NET_V1 = "networking.istio.io/v1"
 SEC_V1 = "security.istio.io/v1"
