@@ -14,7 +14,7 @@ def build_plan(spec: Spec, source: str = "spec") -> MeshPlan:
 
         return build_linkerd_plan(spec, source=source)
     from stacks.istio.plan import build_istio_plan
-    from stacks.traffic.istio import istio_policy_objects
+    from stacks.istio.policy import istio_policy_objects
 
     return build_istio_plan(spec, policy=istio_policy_objects(spec, source=source), source=source)
 

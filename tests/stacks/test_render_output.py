@@ -55,7 +55,7 @@ def istio_service_entries() -> dict[str, Any]:
     spec = istio_policy()
     spec["traffic"]["crossCluster"] = "serviceEntry"
     # A config-only mesh: per-cluster shares stay in the caller's config store where
-    # that store runs the service (stacks.traffic.istio._check_config_stores).
+    # that store runs the service (stacks.istio.policy._check_config_stores).
     spec["services"][0]["clusters"] = ["east", "central"]
     return spec
 

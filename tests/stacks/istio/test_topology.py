@@ -225,7 +225,7 @@ def test_discovery_mode_keeps_remote_secrets_and_stubs(tmp_path: Path) -> None:
 
 
 def test_routes_says_when_a_name_does_not_resolve(tmp_path: Path) -> None:
-    from stacks.traffic.routes import _reachability
+    from stacks.istio.routes import _reachability
 
     se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
           "metadata": {"name": "x-crosscluster", "namespace": "shop"},
