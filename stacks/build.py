@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from clusters.errors import SpecError
 from clusters.spec import Spec
+from stacks.istio.plan import build_istio_plan
+from stacks.linkerd.plan import build_linkerd_plan
 from stacks.plan import MeshPlan
+
+PlanBuilder = Callable[[Spec, str], MeshPlan]
+"""A provider's planner: the spec (and its source, for messages) -> the plan; raises SpecError."""
+
+PROVIDERS: dict[str, PlanBuilder] = {"istio": build_istio_plan, "linkerd": build_linkerd_plan}
+"""``meshboot:mesh.provider`` -> its planner."""
 
 
 def build_plan(spec: Spec, source: str = "spec") -> MeshPlan:
     """Validate provider-specific rules and return the plan; raises SpecError."""
-    if spec.mesh.provider == "linkerd":
-        from stacks.linkerd.plan import build_linkerd_plan
-
-        return build_linkerd_plan(spec, source=source)
-    from stacks.istio.plan import build_istio_plan
-    from stacks.istio.policy import istio_policy_objects
-
-    return build_istio_plan(spec, policy=istio_policy_objects(spec, source=source), source=source)
+    return PROVIDERS[spec.mesh.provider](spec, source)
 
 
 def with_plan_problems(err: SpecError) -> SpecError:
