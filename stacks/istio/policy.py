@@ -411,25 +411,27 @@ def http_routes(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str],
                        else {"regex": "|".join(methods)}}
     if routes is None:
         routes = ServiceRoutes(spec, s)
+    # Built once per VirtualService, shared by its routes (plans never mutate objects).
+    retry_policy = _retry_policy(s)
+    fault_policy = _fault_policy(s)
     for r in _logical_routes(routes, primary, callers_p):
+        dests = _destinations(s, r)
         variants: list[tuple[str, tuple[dict[str, Any], ...] | None, bool]] = []
         if s.fault is not None:
             variants.append((f"{r.name}-fault", _and(r.matches, header_condition(s.fault.header)), True))
         variants.append((r.name, r.matches, False))
         for name, matches, fault in variants:
+            faults = fault_policy if fault else None
             if retries is not None and method_cond is not None:
-                out.append(_http_route(spec, s, f"{name}-retry", _and(matches, method_cond), r, fault, True))
-                out.append(_http_route(spec, s, name, matches, r, fault, False))
+                out.append(_http_route(s, f"{name}-retry", _and(matches, method_cond), dests, faults,
+                                       retry_policy))
+                out.append(_http_route(s, name, matches, dests, faults, None))
             else:
-                out.append(_http_route(spec, s, name, matches, r, fault, retries is not None))
+                out.append(_http_route(s, name, matches, dests, faults, retry_policy))
     return out
 
 
-def _http_route(spec: Spec, s: ServiceSpec, name: str, matches: tuple[dict[str, Any], ...] | None,
-                r: _Route, fault: bool, retry: bool) -> dict[str, Any]:
-    route: dict[str, Any] = {"name": name}
-    if matches is not None:
-        route["match"] = [dict(m) for m in matches]
+def _destinations(s: ServiceSpec, r: _Route) -> list[dict[str, Any]]:
     dests = []
     for subset, weight in r.dests:
         dest: dict[str, Any] = {"host": s.host}
@@ -439,23 +441,44 @@ def _http_route(spec: Spec, s: ServiceSpec, name: str, matches: tuple[dict[str, 
         if len(r.dests) > 1:
             entry["weight"] = weight
         dests.append(entry)
+    return dests
+
+
+def _retry_policy(s: ServiceSpec) -> dict[str, Any] | None:
+    if s.retries is None:
+        return None
+    rt: dict[str, Any] = {"attempts": s.retries.attempts, "retryOn": ",".join(s.retries.retry_on)}
+    if s.retries.per_try_timeout is not None:
+        rt["perTryTimeout"] = s.retries.per_try_timeout
+    return rt
+
+
+def _fault_policy(s: ServiceSpec) -> dict[str, Any] | None:
+    if s.fault is None:
+        return None
+    f: dict[str, Any] = {}
+    if s.fault.delay is not None:
+        f["delay"] = {"fixedDelay": s.fault.delay.fixed_delay,
+                      "percentage": {"value": s.fault.delay.percent}}
+    if s.fault.abort is not None:
+        f["abort"] = {"httpStatus": s.fault.abort.http_status,
+                      "percentage": {"value": s.fault.abort.percent}}
+    return f
+
+
+def _http_route(s: ServiceSpec, name: str, matches: tuple[dict[str, Any], ...] | None,
+                dests: list[dict[str, Any]], fault: dict[str, Any] | None,
+                retries: dict[str, Any] | None) -> dict[str, Any]:
+    route: dict[str, Any] = {"name": name}
+    if matches is not None:
+        route["match"] = list(matches)
     route["route"] = dests
     if s.timeout is not None:
         route["timeout"] = s.timeout
-    if retry and s.retries is not None:
-        rt: dict[str, Any] = {"attempts": s.retries.attempts, "retryOn": ",".join(s.retries.retry_on)}
-        if s.retries.per_try_timeout is not None:
-            rt["perTryTimeout"] = s.retries.per_try_timeout
-        route["retries"] = rt
-    if fault and s.fault is not None:
-        f: dict[str, Any] = {}
-        if s.fault.delay is not None:
-            f["delay"] = {"fixedDelay": s.fault.delay.fixed_delay,
-                          "percentage": {"value": s.fault.delay.percent}}
-        if s.fault.abort is not None:
-            f["abort"] = {"httpStatus": s.fault.abort.http_status,
-                          "percentage": {"value": s.fault.abort.percent}}
-        route["fault"] = f
+    if retries is not None:
+        route["retries"] = retries
+    if fault is not None:
+        route["fault"] = fault
     return route
 
 
