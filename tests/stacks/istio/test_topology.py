@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from scripts.cli import cli
 from tests.conftest import write_stack
+from tests.stacks.istio.helpers import GATEWAYS, routes, service, three_cluster_spec
 from tests.stacks.istio.test_render import CHART_VALUES, four_cluster_spec
-from tests.stacks.traffic.helpers import GATEWAYS, routes, service, three_cluster_spec
 from tests.support.validation import load_valid_tree, unknown_value_paths
 
 Tree = dict[str, list[dict[str, Any]]]
