@@ -29,9 +29,9 @@ from stacks.istio.policy import istio_policy_objects
 from stacks.istio.topology import (
     EASTWEST,
     ISTIO_NS,
+    IstioTopology,
     config_only,
     discovery_sources,
-    eastwest_clusters,
     gateway_address,
     serves_remotes,
 )
@@ -61,9 +61,9 @@ def _is_ip(value: str) -> bool:
         return False
 
 
-def check(spec: Spec) -> list[Problem]:
+def check(spec: Spec, topology: IstioTopology) -> list[Problem]:
     problems: list[Problem] = []
-    gateways = eastwest_clusters(spec)
+    gateways = topology.eastwest
     for i, c in enumerate(spec.clusters):
         if serves_remotes(spec, c) and c.name not in gateways:
             remote = remotes_of(spec, c.name)[0]
@@ -273,14 +273,15 @@ def injection_labels(spec: Spec) -> dict[str, str]:
 
 def build_istio_plan(spec: Spec, source: str = "spec") -> MeshPlan:
     """The Istio plan; raises SpecError (policy problems first, then the mesh's)."""
-    policy = istio_policy_objects(spec, source=source)
-    problems = check(spec)
+    topology = IstioTopology.of(spec)
+    policy = istio_policy_objects(spec, source, topology)
+    problems = check(spec, topology)
     if problems:
         raise SpecError(source, problems)
     read_by_others = {t.name for c in spec.clusters for t in discovery_sources(spec, c)}
     app_namespaces = [namespace(ns, injection_labels(spec)) for ns in service_namespaces(spec)
                       if ns not in BUILTIN_NAMESPACES and ns != ISTIO_NS]
-    gateways = eastwest_clusters(spec)
+    gateways = topology.eastwest
     plans = []
     for c in spec.clusters:
         cp = ClusterPlan(c.name)

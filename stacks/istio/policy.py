@@ -30,7 +30,7 @@ from clusters.errors import Problem, SpecError
 from clusters.policy import IDEMPOTENT_METHODS, HeaderMatch, OutlierDetectionSpec, ServicePolicyFields
 from clusters.spec import ServiceSpec, Spec
 from stacks.common import is_multi_network, locality, remotes_of, service_namespaces, service_ports
-from stacks.istio.topology import ISTIO_NS, config_cluster, gateway_address, network_gateway
+from stacks.istio.topology import ISTIO_NS, IstioTopology, config_cluster, gateway_address
 from stacks.labels import MANAGED
 from stacks.traffic.placement import callers, cluster_split, running, splits_by_cluster
 from stacks.traffic.routes import Destination, Match, Route, ServiceRoutes, same_targets
@@ -44,14 +44,16 @@ _APP_PROTOCOL = {"HTTP": "http", "HTTP2": "http2", "GRPC": "grpc", "TLS": "tls",
                  "TCP": "tcp"}
 
 
-def istio_policy_objects(spec: Spec, source: str = "spec") -> dict[str, list[dict[str, Any]]]:
+def istio_policy_objects(spec: Spec, source: str = "spec", topology: IstioTopology | None = None
+                         ) -> dict[str, list[dict[str, Any]]]:
     """cluster name -> Istio objects implementing the spec's traffic/security policy.
 
     A service's objects are built once and shared by every cluster that gets
     them (plans never mutate objects); only a VirtualService whose routes differ
     per caller (cluster shares) is built per primary.
     """
-    problems = check_istio_policy(spec)
+    topology = topology or IstioTopology.of(spec)
+    problems = check_istio_policy(spec, topology)
     if problems:
         raise SpecError(source, problems)
     out: dict[str, list[dict[str, Any]]] = {c: [] for c in spec.cluster_names}
@@ -70,7 +72,7 @@ def istio_policy_objects(spec: Spec, source: str = "spec") -> dict[str, list[dic
         caller_list = callers(spec, s)
         caller_set = set(caller_list)
         runs = set(s.clusters)
-        built = _ServiceObjects(spec, s)
+        built = _ServiceObjects(spec, s, topology)
         for c in caller_list:
             if c in runs:
                 continue
@@ -97,8 +99,8 @@ def istio_policy_objects(spec: Spec, source: str = "spec") -> dict[str, list[dic
 class _ServiceObjects:
     """One service's Istio objects, each built on first use and then shared."""
 
-    def __init__(self, spec: Spec, s: ServiceSpec) -> None:
-        self.spec, self.s = spec, s
+    def __init__(self, spec: Spec, s: ServiceSpec, topology: IstioTopology) -> None:
+        self.spec, self.s, self.topology = spec, s, topology
         self.routes = ServiceRoutes(spec, s)
         self._vs: tuple[dict[str, Any] | None] | None = None
 
@@ -108,7 +110,7 @@ class _ServiceObjects:
 
     @cached_property
     def service_entry(self) -> dict[str, Any]:
-        return service_entry(self.spec, self.s)
+        return service_entry(self.spec, self.s, self.topology)
 
     @cached_property
     def destination_rule(self) -> dict[str, Any] | None:
@@ -127,7 +129,7 @@ class _ServiceObjects:
         return self._vs[0]
 
 
-def check_istio_policy(spec: Spec) -> list[Problem]:
+def check_istio_policy(spec: Spec, topology: IstioTopology | None = None) -> list[Problem]:
     """Istio-specific problems (the generic ones are in ``clusters.policy``)."""
     problems: list[Problem] = []
     if spec.traffic.cross_cluster == "serviceEntry":
@@ -136,9 +138,10 @@ def check_istio_policy(spec: Spec) -> list[Problem]:
                                     "serviceEntry needs a multi-network mesh: endpoints are other "
                                     "networks' east-west gateways (use discovery)"))
         else:
+            topology = topology or IstioTopology.of(spec)
             run_somewhere = {name for s in spec.services for name in s.clusters}
             for i, c in enumerate(spec.clusters):
-                if network_gateway(spec, c) is None and c.name in run_somewhere:
+                if topology.network_gateway(c) is None and c.name in run_somewhere:
                     problems.append(Problem(f"meshboot:clusters[{i}].eastWestGateway.enabled",
                                             f"cluster {c.name!r} runs services that other clusters "
                                             "reach through an east-west gateway of its network "
@@ -205,9 +208,10 @@ def _se_protocol(name: str, protocol: str | None) -> str:
     return prefix if prefix in _APP_PROTOCOL else "HTTP"
 
 
-def service_entry(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
+def service_entry(spec: Spec, s: ServiceSpec, topology: IstioTopology | None = None) -> dict[str, Any]:
     """MESH_INTERNAL ServiceEntry: the service's endpoints are the east-west gateways
     (port 15443, mTLS passthrough) of the clusters that run it."""
+    topology = topology or IstioTopology.of(spec)
     endpoints = []
     addresses = []
     for name in spec.cluster_names:
@@ -216,7 +220,7 @@ def service_entry(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
         c = spec.cluster(name)
         # The gateway of the cluster's network (its own, or another on that network in its
         # config store): AUTO_PASSTHROUGH routes with that store's endpoints.
-        gateway = network_gateway(spec, c)
+        gateway = topology.network_gateway(c)
         assert gateway is not None  # check_istio_policy
         ref = gateway_address(spec, gateway)
         addresses.append(ref.fixed)
