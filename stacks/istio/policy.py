@@ -11,7 +11,8 @@ Where objects go:
 
 Per service (``meshboot:services[*]``), in each primary whose clusters call it:
 ``DestinationRule <svc>`` (subsets, traffic policy, locality LB) and
-``VirtualService <svc>`` (cluster shares, releases, fault, timeout, retries);
+``VirtualService <svc>`` (cluster shares, releases, fault, timeout, retries; the
+routes are the neutral ones of ``stacks.traffic.routes``);
 in each primary whose clusters run it: ``PeerAuthentication <svc>-mtls``,
 ``AuthorizationPolicy <svc>-authz``, ``RequestAuthentication <svc>-jwt``.
 Mesh wide, in every primary: ``PeerAuthentication istio-system/default``,
@@ -130,7 +131,7 @@ class _ServiceObjects:
 
 
 def check_istio_policy(spec: Spec, topology: IstioTopology | None = None) -> list[Problem]:
-    """Istio-specific problems (the generic ones are in ``clusters.policy``)."""
+    """Istio-specific problems (the generic ones are in ``clusters.validate_policy``)."""
     problems: list[Problem] = []
     if spec.traffic.cross_cluster == "serviceEntry":
         if not is_multi_network(spec):

@@ -1,6 +1,6 @@
 """Traffic and security policy of the spec (``clusters.policy``) as Linkerd objects.
 
-Mapped:
+Mapped (routes and their weights are the neutral ones of ``stacks.traffic.routes``):
 
 - ``routing.localShare`` / ``routing.weights``: per calling cluster that runs
   the service, an HTTPRoute (gateway.networking.k8s.io/v1) per HTTP port whose
@@ -67,10 +67,6 @@ _UNSUPPORTED: dict[str, str] = {
     "reachableFrom": "Linkerd mirrors by export label for all linked clusters; restricting "
                      "callers per cluster is not expressible as a Link selector per service",
 }
-
-
-def _http_ports(svc: ServiceSpec) -> list[PortSpec]:
-    return svc.http_ports
 
 
 def _grpc_ports(svc: ServiceSpec) -> list[PortSpec]:
@@ -148,7 +144,7 @@ def _check_authorization(spec: Spec, topology: LinkerdTopology, s: ServiceSpec,
     if authz is None:
         return []
     out: list[Problem] = []
-    if authz.probe_paths is None and _scoped(authz.rules) and _http_ports(s):
+    if authz.probe_paths is None and _scoped(authz.rules) and s.http_ports:
         # Routes attached to a Server replace the probe route the policy controller
         # would synthesise (policy-controller/k8s/index/src/inbound/index.rs
         # http_routes); the probe paths live in the pod spec, which meshboot never sees.
@@ -333,14 +329,13 @@ def _routes(svc: ServiceSpec, table: ServiceRoutes, cluster: str) -> list[dict[s
     if svc.routing is None and svc.release is None and svc.timeout is None \
             and svc.retries is None:
         return []
-    # A routing key without a share fails the spec checks (Linkerd has no locality):
-    # a spec planned only for more problems (stacks.build.with_plan_problems) stops here.
-    assert table.released or table.per_caller or svc.routing is None
-    routes = table.for_caller(cluster)
     out = []
-    for p in _http_ports(svc):
+    for p in svc.http_ports:
+        # A routing key without a share fails the spec checks (Linkerd has no locality):
+        # a spec planned only for more problems (stacks.build.with_plan_problems) stops here.
+        assert table.released or table.per_caller or svc.routing is None
         parent = {"group": "", "kind": "Service", "name": svc.name, "port": p.port}
-        rules = _rules(svc, routes, cluster, p.port)
+        rules = _rules(svc, table.for_caller(cluster), cluster, p.port)
         name = f"{svc.name}-{p.name}"
         if p.protocol == "GRPC":
             out.append(_grpc_route(svc, name, parent, rules))
@@ -503,7 +498,7 @@ def _authorization(spec: Spec, topology: LinkerdTopology, svc: ServiceSpec,
                                   _identities(spec, covering, gateway)))
         if anyop:
             objs.append(mtls_auth(f"{svc.name}-authz-any", _identities(spec, anyop, gateway)))
-    http_ports = {p.name for p in _http_ports(svc)}
+    http_ports = {p.name for p in svc.http_ports}
     probe_paths = authz.probe_paths or []
     if scoped and http_ports and probe_paths:
         objs.append({"apiVersion": f"{POLICY_API}/v1alpha1", "kind": "NetworkAuthentication",
