@@ -7,17 +7,12 @@ errors (``extra="forbid"``), like everywhere else in the spec.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
+
+from clusters.models import Model
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True, frozen=True,
-                              strict=True, allow_inf_nan=False)
-
-
-class LinkPair(_Model):
+class LinkPair(Model):
     """One direction of a link: ``source`` mirrors services of ``target``."""
 
     source: str
@@ -29,7 +24,7 @@ class LinkPair(_Model):
 MAX_PROBE_SECONDS = 86400
 
 
-class ProbeSpec(_Model):
+class ProbeSpec(Model):
     """How a source cluster probes a target's multicluster gateway."""
 
     path: str = "/ready"
@@ -40,7 +35,7 @@ class ProbeSpec(_Model):
     timeout_seconds: int = Field(default=30, ge=1, le=MAX_PROBE_SECONDS)
 
 
-class LinkerdSpec(_Model):
+class LinkerdSpec(Model):
     # Chart version for all three charts; default derived from
     # meshboot:mesh.version (edge-YY.M.P -> 20YY.M.P, the edge CalVer charts).
     chart_version: str | None = None

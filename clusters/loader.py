@@ -17,7 +17,6 @@ from pydantic import BaseModel, ValidationError
 from clusters import stack_yaml
 from clusters.errors import Problem, SpecError, echo, problem_order
 from clusters.linkerd_spec import LinkerdSpec
-from clusters.policy import validate_policy
 from clusters.pulumi_secrets import PassphraseCrypter, SecretDecryptError, crypter_for_stack
 from clusters.spec import (
     CONFIG_KEYS,
@@ -30,6 +29,7 @@ from clusters.spec import (
     TrafficSpec,
 )
 from clusters.validate import spec_warnings, validate_spec
+from clusters.validate_policy import validate_policy
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "mesh": MeshSpec,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from clusters.linkerd_spec import LinkerdSpec
+from clusters.models import Model
 from clusters.policy import SecuritySpec, ServicePolicyFields, TrafficSpec
 
 DEFAULT_VERSIONS = {"istio": "1.30.3", "linkerd": "edge-26.8.3"}
@@ -28,12 +28,6 @@ MAX_VALIDITY_DAYS = 36500
 # for at least 60 days"), so renewing any later leaves it warning before each renewal.
 RENEW_BEFORE_DAYS = {"istio": 30, "linkerd": 60}
 LINKERD_EXPIRY_WARNING_DAYS = 60
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True, frozen=True,
-                              strict=True, allow_inf_nan=False)
 
 
 class MeshSpec(Model):
@@ -116,18 +110,26 @@ class ClusterSpec(Model):
         return self.role == "remote"
 
 
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC"})
+# Istio's protocol selection by port name prefix: these are not HTTP.
+NON_HTTP_PREFIXES = ("tcp", "tls", "https", "mongo", "mysql", "redis")
+
+
 class PortSpec(Model):
     name: str
     port: int = Field(ge=1, le=65535)
     target_port: int | None = Field(default=None, ge=1, le=65535)
     protocol: Literal["HTTP", "HTTP2", "GRPC", "TCP", "TLS", "HTTPS"] | None = None
 
+    @property
+    def is_http(self) -> bool:
+        """Whether HTTP routing applies to the port (declared, or detected by its name)."""
+        if self.protocol is not None:
+            return self.protocol in HTTP_PROTOCOLS
+        return not self.name.split("-")[0].startswith(NON_HTTP_PREFIXES)
+
 
 class ServiceSpec(ServicePolicyFields):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel,
-                              populate_by_name=True, frozen=True,
-                              strict=True, allow_inf_nan=False)
-
     name: str
     namespace: str = "default"
     ports: list[PortSpec] = Field(min_length=1)
@@ -138,6 +140,11 @@ class ServiceSpec(ServicePolicyFields):
     @property
     def host(self) -> str:
         return f"{self.name}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def http_ports(self) -> list[PortSpec]:
+        """The ports HTTP routing applies to, in spec order."""
+        return [p for p in self.ports if p.is_http]
 
 
 class Spec(Model):

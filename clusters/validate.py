@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from clusters.errors import Problem, echo
 from clusters.linkerd_spec import LinkerdSpec
+from clusters.names import PROBE_PATH, is_dns1123_label, is_dns1123_subdomain, is_label_value
 from clusters.spec import (
     KEY_ALGORITHMS,
     LINKERD_EXPIRY_WARNING_DAYS,
@@ -21,21 +22,6 @@ from clusters.spec import (
     ServiceSpec,
     Spec,
 )
-
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-# Kubernetes label values: the network name ends up in topology.istio.io/network.
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-# An HTTP request path as a probe sends it: absolute, printable ASCII, no spaces.
-PROBE_PATH = re.compile(r"^/[\x21-\x7e]*$")
-
-
-def is_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and bool(DNS1123_LABEL.match(value))
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    return len(value) <= 253 and bool(DNS1123_SUBDOMAIN.match(value))
 
 
 def label_problem(path: str, value: str, what: str = "name") -> list[Problem]:
@@ -227,7 +213,7 @@ def _check_clusters(clusters: dict[int, ClusterSpec], mesh_id: str) -> list[Prob
         if not api_problems and servers[_normal_server(c.api_server)] > 1:
             out.append(Problem(f"{base}.apiServer",
                                f"{echo(c.api_server)} is used by more than one cluster"))
-        if not LABEL_VALUE.match(c.network) or len(c.network) > 63:
+        if not is_label_value(c.network):
             out.append(Problem(f"{base}.network",
                                f"{echo(c.network)} is not a valid Kubernetes label value"))
         if c.mesh_id is not None and c.mesh_id != mesh_id:

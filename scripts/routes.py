@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from stacks.traffic.routes import (
+from stacks.istio.routes import (
     CLUSTER_LABEL,
     Request,
     RoutesError,

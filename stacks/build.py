@@ -9,6 +9,7 @@ itself is read only by what contacts the cluster).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from clusters.errors import Problem, SpecError
@@ -16,7 +17,15 @@ from clusters.kubeconfig import locate_kubeconfig
 from clusters.spec import Spec
 from pki.hierarchy import PkiParams
 from stacks.common import pki_params
+from stacks.istio.plan import build_istio_plan
+from stacks.linkerd.plan import build_linkerd_plan
 from stacks.plan import ClusterConnection, MeshPlan
+
+PlanBuilder = Callable[[Spec, str], MeshPlan]
+"""A provider's planner: the spec (and its source, for messages) -> the plan; raises SpecError."""
+
+PROVIDERS: dict[str, PlanBuilder] = {"istio": build_istio_plan, "linkerd": build_linkerd_plan}
+"""``meshboot:mesh.provider`` -> its planner."""
 
 
 def build_plan(spec: Spec, source: str = "spec", base_dir: Path = Path(".")) -> MeshPlan:
@@ -25,24 +34,13 @@ def build_plan(spec: Spec, source: str = "spec", base_dir: Path = Path(".")) -> 
     ``base_dir``: the stack file's directory, against which relative files of
     the spec (root CA import, kubeconfigs) resolve.
     """
-    plan = _provider_plan(spec, source)
+    plan = PROVIDERS[spec.mesh.provider](spec, source)
     plan.pki_params = _pki(spec, source, base_dir)
     for i, c in enumerate(spec.clusters):
         plan.cluster(c.name).connection_params = ClusterConnection(
             api_server=c.api_server, context=c.context,
             kubeconfig=locate_kubeconfig(c, base_dir, i))
     return plan
-
-
-def _provider_plan(spec: Spec, source: str) -> MeshPlan:
-    if spec.mesh.provider == "linkerd":
-        from stacks.linkerd.plan import build_linkerd_plan
-
-        return build_linkerd_plan(spec, source=source)
-    from stacks.istio.plan import build_istio_plan
-    from stacks.traffic.istio import istio_policy_objects
-
-    return build_istio_plan(spec, policy=istio_policy_objects(spec, source=source), source=source)
 
 
 def _pki(spec: Spec, source: str, base_dir: Path) -> PkiParams:
@@ -65,7 +63,8 @@ def with_plan_problems(err: SpecError) -> SpecError:
         return err
     try:
         # The provider's checks only: reading files (root CA) is the spec's checks' business.
-        _provider_plan(err.partial, source=err.source)  # type: ignore[arg-type]
+        partial: Spec = err.partial  # type: ignore[assignment]
+        PROVIDERS[partial.mesh.provider](partial, err.source)
     except SpecError as more:
         return SpecError(err.source, err.problems + more.problems)
     except Exception:  # noqa: BLE001 - the partial spec may violate what the stacks assume

@@ -37,26 +37,31 @@ def _has(plan: ClusterPlan, step: str) -> bool:
     return any(s.name == step for s in plan.steps)
 
 
-def _secret_in(plan: ClusterPlan, step: str, name: str) -> tuple[str, str, str] | None:
+def _secrets(plan: ClusterPlan, step: str) -> dict[str, tuple[str, str, str]]:
+    """name -> (kind, namespace, name) of the Secrets in ``plan``'s ``step`` (first of a name)."""
+    out: dict[str, tuple[str, str, str]] = {}
     for s in plan.steps:
         if s.name != step:
             continue
         for obj in s.objects:
             meta = obj.get("metadata", {})
-            if obj.get("kind") == "Secret" and meta.get("name") == name:
-                return ("Secret", meta.get("namespace", "default"), name)
-    return None
+            if obj.get("kind") == "Secret" and meta.get("name") not in out:
+                out[meta.get("name")] = ("Secret", meta.get("namespace", "default"), meta.get("name"))
+    return out
 
 
 def cross_cluster_order(spec: Spec, plans: list[ClusterPlan]) -> list[CrossClusterDep]:
     """Every cross-cluster dependency of the Istio plans (see the module docstring)."""
     by_name = {p.cluster: p for p in plans}
+    # Every cluster's remote secrets, indexed once (not searched per pair of clusters).
+    remote_secrets = [(other, _secrets(other, "remote-secrets")) for other in plans]
+    secrets_of = {p.cluster: secrets for p, secrets in remote_secrets}  # as by_name
     order: list[CrossClusterDep] = []
     for c in spec.clusters:
         plan = by_name[c.name]
         # A remote secret (in any cluster) for ``c`` needs c's reader RBAC: c's istiod.
-        for other in plans:
-            secret = _secret_in(other, "remote-secrets", f"istio-remote-secret-{c.name}")
+        for other, secrets in remote_secrets:
+            secret = secrets.get(f"istio-remote-secret-{c.name}")
             if secret is not None and _has(plan, "istiod"):
                 order.append(CrossClusterDep(
                     StepRef(other.cluster, "remote-secrets", secret), StepRef(c.name, "istiod"),
@@ -69,7 +74,7 @@ def cross_cluster_order(spec: Spec, plans: list[ClusterPlan]) -> list[CrossClust
                 StepRef(c.name, "eastwest-gateway"), StepRef(c.primary, "mesh-gateways"),
                 f"the gateway pod is injected by {c.primary}'s istiod, reached through "
                 "istiod-gateway/istiod-vs"))
-        secret = _secret_in(primary, "remote-secrets", f"istio-remote-secret-{c.name}")
+        secret = secrets_of[c.primary].get(f"istio-remote-secret-{c.name}")
         if secret is not None:
             order.append(CrossClusterDep(
                 StepRef(c.name, "eastwest-gateway"), StepRef(c.primary, "remote-secrets", secret),

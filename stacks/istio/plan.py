@@ -25,10 +25,19 @@ from stacks.common import (
     service_namespaces,
 )
 from stacks.istio.order import cross_cluster_order
+from stacks.istio.policy import istio_policy_objects
+from stacks.istio.topology import (
+    EASTWEST,
+    ISTIO_NS,
+    IstioTopology,
+    config_only,
+    discovery_sources,
+    gateway_address,
+    serves_remotes,
+)
 from stacks.labels import MANAGED
 from stacks.plan import (
     ClusterPlan,
-    GatewayAddressRef,
     HelmRelease,
     KubeconfigRef,
     MeshPlan,
@@ -37,107 +46,11 @@ from stacks.plan import (
 )
 
 ISTIO_REPO = "https://istio-release.storage.googleapis.com/charts"
-ISTIO_NS = "istio-system"
-EASTWEST = "istio-eastwestgateway"
 READER_SA = "istio-reader-service-account"
 
 
 def reader_token_secret_name(spec: Spec) -> str:
     return f"istio-reader-token-{spec.mesh.token_generation}"
-
-
-def serves_remotes(spec: Spec, cluster: ClusterSpec) -> bool:
-    return not cluster.is_remote and bool(remotes_of(spec, cluster.name))
-
-
-def config_cluster(spec: Spec, cluster: ClusterSpec) -> str:
-    """The primary whose istiod (and config store) serves ``cluster``."""
-    return cluster.primary if cluster.is_remote and cluster.primary else cluster.name
-
-
-def config_only(spec: Spec) -> bool:
-    """``traffic.crossCluster: serviceEntry``: primaries do not discover each other.
-
-    Upstream, a Kubernetes Service wins over a ServiceEntry of the same host and
-    namespace (pilot/pkg/model/push_context.go, initServiceRegistry: "the Service is
-    from Kubernetes it should take precedence"), and a remote secret makes istiod
-    discover every Service of that cluster. So a ServiceEntry for a service that runs
-    in another primary's clusters only routes if this primary does not read them:
-    each primary holds remote secrets for its own remotes only (which primary-remote
-    needs: the primary discovers and patches its remotes through them).
-    """
-    return spec.traffic.cross_cluster == "serviceEntry"
-
-
-def _gateway_scope(spec: Spec, c: ClusterSpec) -> tuple[str, ...]:
-    """Clusters whose gateways stand in for each other: one network (config-only
-    meshes: one network of one config store, as a gateway routes with its own
-    istiod's endpoints)."""
-    return (config_cluster(spec, c), c.network) if config_only(spec) else (c.network,)
-
-
-def eastwest_clusters(spec: Spec) -> list[str]:
-    """Clusters that get an east-west gateway, in spec order.
-
-    Upstream: a primary serving remotes exposes istiod through its gateway
-    (samples/multicluster/expose-istiod.yaml); several networks need a gateway per
-    network (istio.io setup/install/multicluster/multi-primary_multi-network,
-    primary-remote_multi-network). Every primary of a multi-network mesh gets one;
-    a remote only when its network has no other (on its primary's network it has
-    none, as in setup/install/multicluster/primary-remote). ``enabled`` forces it.
-    """
-    multi = is_multi_network(spec)
-    chosen: list[str] = []
-    for c in spec.clusters:
-        if c.is_remote:
-            continue
-        forced = c.east_west_gateway.enabled
-        if forced if forced is not None else (multi or serves_remotes(spec, c)):
-            chosen.append(c.name)
-    for c in spec.clusters:
-        if c.is_remote and c.east_west_gateway.enabled:
-            chosen.append(c.name)
-    for c in spec.clusters:
-        if c.is_remote and c.east_west_gateway.enabled is None and multi:
-            scope = _gateway_scope(spec, c)
-            if not any(_gateway_scope(spec, spec.cluster(g)) == scope for g in chosen):
-                chosen.append(c.name)
-    return [c.name for c in spec.clusters if c.name in chosen]
-
-
-def needs_eastwest(spec: Spec, cluster: ClusterSpec) -> bool:
-    return cluster.name in eastwest_clusters(spec)
-
-
-def network_gateway(spec: Spec, cluster: ClusterSpec) -> str | None:
-    """The cluster whose east-west gateway other networks dial to reach ``cluster``'s
-    workloads (its own, else one in its gateway scope, the config cluster first)."""
-    gateways = eastwest_clusters(spec)
-    if cluster.name in gateways:
-        return cluster.name
-    scope = _gateway_scope(spec, cluster)
-    candidates = [g for g in gateways if _gateway_scope(spec, spec.cluster(g)) == scope]
-    candidates.sort(key=lambda g: g != config_cluster(spec, cluster))
-    return candidates[0] if candidates else None
-
-
-def gateway_address(spec: Spec, name: str, require_ip: bool = False) -> GatewayAddressRef:
-    c = spec.cluster(name)
-    return GatewayAddressRef(
-        cluster=name, namespace=ISTIO_NS, service=EASTWEST,
-        fixed=c.east_west_gateway.address, after_step="eastwest-gateway",
-        spec_path=f"meshboot:clusters[{cluster_index(spec, name)}].eastWestGateway.address",
-        require_ip=require_ip)
-
-
-def discovery_sources(spec: Spec, cluster: ClusterSpec) -> list[ClusterSpec]:
-    """Clusters whose API servers this primary's istiod watches: all others, or only
-    its own remotes in a config-only mesh (see ``config_only``)."""
-    if cluster.is_remote:
-        return []
-    if config_only(spec):
-        return remotes_of(spec, cluster.name)
-    return [c for c in spec.clusters if c.name != cluster.name]
 
 
 def _is_ip(value: str) -> bool:
@@ -148,9 +61,9 @@ def _is_ip(value: str) -> bool:
         return False
 
 
-def check(spec: Spec) -> list[Problem]:
+def check(spec: Spec, topology: IstioTopology) -> list[Problem]:
     problems: list[Problem] = []
-    gateways = eastwest_clusters(spec)
+    gateways = topology.eastwest
     for i, c in enumerate(spec.clusters):
         if serves_remotes(spec, c) and c.name not in gateways:
             remote = remotes_of(spec, c.name)[0]
@@ -358,16 +271,17 @@ def injection_labels(spec: Spec) -> dict[str, str]:
     return {"istio-injection": "enabled"}
 
 
-def build_istio_plan(spec: Spec, policy: dict[str, list[dict[str, Any]]] | None = None,
-                     source: str = "spec") -> MeshPlan:
-    """The Istio plan; ``policy`` maps cluster -> traffic/security objects."""
-    problems = check(spec)
+def build_istio_plan(spec: Spec, source: str = "spec") -> MeshPlan:
+    """The Istio plan; raises SpecError (policy problems first, then the mesh's)."""
+    topology = IstioTopology.of(spec)
+    policy = istio_policy_objects(spec, source, topology)
+    problems = check(spec, topology)
     if problems:
         raise SpecError(source, problems)
     read_by_others = {t.name for c in spec.clusters for t in discovery_sources(spec, c)}
     app_namespaces = [namespace(ns, injection_labels(spec)) for ns in service_namespaces(spec)
                       if ns not in BUILTIN_NAMESPACES and ns != ISTIO_NS]
-    gateways = eastwest_clusters(spec)
+    gateways = topology.eastwest
     plans = []
     for c in spec.clusters:
         cp = ClusterPlan(c.name)
@@ -412,7 +326,7 @@ def build_istio_plan(spec: Spec, policy: dict[str, list[dict[str, Any]]] | None 
         if sources:
             cp.add(Step("remote-secrets", after=("istiod",),
                         objects=tuple(remote_secret(spec, t) for t in sources)))
-        extra = (policy or {}).get(c.name, [])
+        extra = policy.get(c.name, [])
         if extra:
             cp.add(Step("policy", after=(cr_after,), objects=tuple(extra)))
         plans.append(cp)

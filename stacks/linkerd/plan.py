@@ -30,8 +30,6 @@ Per cluster, in dependency order (see mesh-facts.md, Linkerd section):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from clusters.errors import Problem, SpecError
@@ -44,7 +42,8 @@ from stacks.common import (
     service_ports,
 )
 from stacks.labels import MANAGED
-from stacks.linkerd.policy import namespace_annotations, service_annotations
+from stacks.linkerd.policy import linkerd_policy_objects, namespace_annotations, service_annotations
+from stacks.linkerd.topology import GATEWAY, LINKERD_NS, MC_NS, Link, LinkerdTopology, gateway_identity
 from stacks.plan import (
     ClusterPlan,
     GatewayAddressRef,
@@ -56,9 +55,6 @@ from stacks.plan import (
 )
 
 LINKERD_REPO = "https://helm.linkerd.io/edge"
-LINKERD_NS = "linkerd"
-MC_NS = "linkerd-multicluster"
-GATEWAY = "linkerd-gateway"
 REMOTE_ACCESS_SA = "linkerd-service-mirror-remote-access-default"
 # linkerd check warns while an anchor or issuer is valid for less than this.
 MIN_VALIDITY_DAYS = 60
@@ -97,39 +93,14 @@ def remote_access_token_name(spec: Spec) -> str:
 
 
 # --------------------------------------------------------------------- topology
-@dataclass(frozen=True)
-class Link:
-    source: str
-    target: str
-    gateway: bool
-
-
-def links(spec: Spec) -> list[Link]:
-    """Every ordered pair (source mirrors target), in spec order."""
-    explicit = {(p.source, p.target) for p in spec.linkerd.gatewayless}
-    out = []
-    for a in spec.clusters:
-        for b in spec.clusters:
-            if a.name == b.name:
-                continue
-            flat = ((spec.linkerd.gatewayless_same_network and a.network == b.network)
-                    or (a.name, b.name) in explicit)
-            out.append(Link(a.name, b.name, gateway=not flat))
-    return out
-
-
-def links_from(spec: Spec, source: str) -> list[Link]:
-    return [link for link in links(spec) if link.source == source]
-
-
-def needs_gateway(spec: Spec, cluster: ClusterSpec) -> bool:
+def needs_gateway(topology: LinkerdTopology, cluster: ClusterSpec) -> bool:
     """The multicluster gateway runs where some cluster links in through it."""
     if cluster.east_west_gateway.enabled is True:
         return True
-    return any(link.gateway and link.target == cluster.name for link in links(spec))
+    return topology.reached_through_gateway(cluster.name)
 
 
-def export_label(spec: Spec, svc: ServiceSpec, cluster: str) -> tuple[str, str]:
+def export_label(topology: LinkerdTopology, svc: ServiceSpec, cluster: str) -> tuple[str, str]:
     """The label that exports ``svc`` from ``cluster``.
 
     Federated services: ``federated=member``. Otherwise ``exported=true``
@@ -140,12 +111,12 @@ def export_label(spec: Spec, svc: ServiceSpec, cluster: str) -> tuple[str, str]:
     """
     if svc.federated:
         return FEDERATED_LABEL, "member"
-    via_gateway = any(link.gateway and link.target == cluster for link in links(spec))
+    via_gateway = topology.reached_through_gateway(cluster)
     return EXPORT_LABEL, "true" if via_gateway else "remote-discovery"
 
 
-def service_namespaces(spec: Spec, cluster: str) -> list[str]:
-    """The service namespaces ``cluster`` needs: its own services' and its mirrors'.
+def service_namespaces(spec: Spec, topology: LinkerdTopology) -> dict[str, list[str]]:
+    """cluster -> the service namespaces it needs: its own services' and its mirrors'.
 
     The service mirror creates no namespace (linkerd-multicluster values.yaml
     ``enableNamespaceCreation: false``): a service whose namespace is missing is
@@ -155,11 +126,20 @@ def service_namespaces(spec: Spec, cluster: str) -> list[str]:
     into this cluster: exported services of every linked target, and federated
     services of gateway-less targets (the only Links that select them).
     """
-    out = {s.namespace for s in spec.services if cluster in s.clusters}
-    for link in links_from(spec, cluster):
-        out |= {s.namespace for s in spec.services
-                if link.target in s.clusters and (not s.federated or not link.gateway)}
-    return sorted(out)
+    running: dict[str, set[str]] = {}       # cluster -> namespaces of its services
+    exported: dict[str, set[str]] = {}      # ... of its non-federated services
+    for s in spec.services:
+        for c in s.clusters:
+            running.setdefault(c, set()).add(s.namespace)
+            if not s.federated:
+                exported.setdefault(c, set()).add(s.namespace)
+    out: dict[str, list[str]] = {}
+    for cluster in topology.clusters:
+        names = set(running.get(cluster, ()))
+        for link in topology.links_from(cluster):
+            names |= (exported if link.gateway else running).get(link.target, set())
+        out[cluster] = sorted(names)
+    return out
 
 
 def gateway_address(spec: Spec, name: str) -> GatewayAddressRef:
@@ -170,12 +150,8 @@ def gateway_address(spec: Spec, name: str) -> GatewayAddressRef:
         spec_path=f"meshboot:clusters[{cluster_index(spec, name)}].eastWestGateway.address")
 
 
-def gateway_identity(spec: Spec) -> str:
-    return f"{GATEWAY}.{MC_NS}.serviceaccount.identity.{LINKERD_NS}.{spec.mesh.trust_domain}"
-
-
 # ------------------------------------------------------------------------ check
-def check(spec: Spec) -> list[Problem]:
+def check(spec: Spec, topology: LinkerdTopology) -> list[Problem]:
     problems: list[Problem] = []
     for key, days in (("intermediateValidityDays", spec.pki.intermediate_validity_days),
                       ("rootValidityDays", spec.pki.root_validity_days)):
@@ -224,8 +200,7 @@ def check(spec: Spec) -> list[Problem]:
                       "through the gateway (remove this entry)"))
     for c in spec.clusters:
         if c.east_west_gateway.enabled is False:
-            into = sorted(link.source for link in links(spec)
-                          if link.gateway and link.target == c.name)
+            into = sorted(topology.gateway_sources.get(c.name, ()))
             if into:
                 problems.append(Problem(
                     f"meshboot:clusters[{cluster_index(spec, c.name)}].eastWestGateway.enabled",
@@ -357,10 +332,10 @@ def control_plane_values(spec: Spec) -> dict[str, Any]:
     }
 
 
-def multicluster_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
+def multicluster_values(spec: Spec, topology: LinkerdTopology, c: ClusterSpec) -> dict[str, Any]:
     probe = spec.linkerd.probe
     controllers = []
-    for link in links_from(spec, c.name):
+    for link in topology.links_from(c.name):
         entry: dict[str, Any] = {"link": {"ref": {"name": link.target}}}
         if not link.gateway:
             entry["gateway"] = {"enabled": False}
@@ -369,7 +344,7 @@ def multicluster_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
         "linkerdNamespace": LINKERD_NS,
         "identityTrustDomain": spec.mesh.trust_domain,
         "gateway": {
-            "enabled": needs_gateway(spec, c),
+            "enabled": needs_gateway(topology, c),
             "port": spec.linkerd.gateway_port,
             "probe": {"path": probe.path, "port": probe.port, "seconds": probe.period_seconds},
         },
@@ -460,7 +435,7 @@ _APP_PROTOCOL = {"HTTP": "http", "HTTP2": "kubernetes.io/h2c", "GRPC": "kubernet
                  "HTTPS": "https"}
 
 
-def service_object(spec: Spec, svc: ServiceSpec, cluster: str) -> dict[str, Any]:
+def service_object(topology: LinkerdTopology, svc: ServiceSpec, cluster: str) -> dict[str, Any]:
     """The Service meshboot owns in a cluster that runs ``svc``.
 
     Selector ``app: <name>`` (the app team labels its pods so); ports from
@@ -468,7 +443,7 @@ def service_object(spec: Spec, svc: ServiceSpec, cluster: str) -> dict[str, Any]
     what makes the label stick: a label patched onto someone else's Service
     is lost the next time they apply it.
     """
-    key, value = export_label(spec, svc, cluster)
+    key, value = export_label(topology, svc, cluster)
     ports = service_ports(svc, _APP_PROTOCOL, explicit_target=True)
     meta: dict[str, Any] = {
         "name": svc.name, "namespace": svc.namespace,
@@ -492,22 +467,16 @@ def chart(spec: Spec, name: str, namespace_: str, values: dict[str, Any]) -> Hel
         repo_url=spec.mesh.chart_repository or LINKERD_REPO, version=version, values=values)
 
 
-PolicyBuilder = Callable[[Spec, str], tuple[dict[str, list[dict[str, Any]]], list[Problem]]]
-
-
-def build_linkerd_plan(spec: Spec, source: str = "spec",
-                       policy: PolicyBuilder | None = None) -> MeshPlan:
+def build_linkerd_plan(spec: Spec, source: str = "spec") -> MeshPlan:
     """The Linkerd plan; raises SpecError with every problem at once."""
-    if policy is None:
-        from stacks.linkerd.policy import linkerd_policy_objects
-
-        policy = linkerd_policy_objects
-    problems = check(spec)
-    policy_objects, policy_problems = policy(spec, source)
+    topology = LinkerdTopology.of(spec)
+    problems = check(spec, topology)
+    policy_objects, policy_problems = linkerd_policy_objects(spec, topology)
     problems += policy_problems
     problems += gateway_api_problems(spec, policy_objects)
     if problems:
         raise SpecError(source, problems)
+    namespaces = service_namespaces(spec, topology)
     plans = []
     multi = len(spec.clusters) > 1
     for c in spec.clusters:
@@ -517,7 +486,7 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
             objs.append(multicluster_namespace())
         ns_annotations = {"linkerd.io/inject": "enabled", **namespace_annotations(spec)}
         objs += [namespace(ns, annotations=ns_annotations)
-                 for ns in service_namespaces(spec, c.name)
+                 for ns in namespaces[c.name]
                  if ns not in BUILTIN_NAMESPACES and ns != LINKERD_NS
                  and not (multi and ns == MC_NS)]
         cp.add(Step("namespaces", objects=tuple(objs)))
@@ -532,11 +501,11 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
         if multi:
             cp.add(Step("linkerd-multicluster", after=("linkerd-control-plane",),
                         release=chart(spec, "linkerd-multicluster", MC_NS,
-                                      multicluster_values(spec, c))))
+                                      multicluster_values(spec, topology, c))))
             # Read by every other cluster: the chart creates the account.
             cp.add(Step("remote-access-token", after=("linkerd-multicluster",),
                         objects=(remote_access_token(spec),)))
-            out_links = links_from(spec, c.name)
+            out_links = topology.links_from(c.name)
             creds = [s for link in out_links
                      for s in credentials_secrets(spec, spec.cluster(link.target))]
             cp.add(Step("link-credentials", after=("linkerd-multicluster",),
@@ -544,7 +513,7 @@ def build_linkerd_plan(spec: Spec, source: str = "spec",
             cp.add(Step("links", after=("link-credentials",),
                         objects=tuple(link_object(spec, link) for link in out_links)))
             last = "links"
-        svcs = [service_object(spec, s, c.name) for s in spec.services if c.name in s.clusters]
+        svcs = [service_object(topology, s, c.name) for s in spec.services if c.name in s.clusters]
         if svcs:
             cp.add(Step("service-export", after=("namespaces",), objects=tuple(svcs)))
         extra = policy_objects.get(c.name, [])

@@ -1,6 +1,6 @@
 """Traffic and security policy of the spec (``clusters.policy``) as Linkerd objects.
 
-Mapped:
+Mapped (routes and their weights are the neutral ones of ``stacks.traffic.routes``):
 
 - ``routing.localShare`` / ``routing.weights``: per calling cluster that runs
   the service, an HTTPRoute (gateway.networking.k8s.io/v1) per HTTP port whose
@@ -38,15 +38,11 @@ import re
 from typing import Any
 
 from clusters.errors import Problem
-from clusters.policy import (
-    AuthzRule,
-    HeaderMatch,
-    RetrySpec,
-    cluster_split,
-    duration_seconds,
-    has_http_port,
-)
+from clusters.models import duration_seconds
+from clusters.policy import AuthzRule, HeaderMatch, RetrySpec
 from clusters.spec import PortSpec, ServiceSpec, Spec
+from stacks.linkerd.topology import LinkerdTopology, gateway_identity
+from stacks.traffic.routes import Destination, Match, Route, ServiceRoutes
 
 ROUTE_API = "gateway.networking.k8s.io/v1"
 POLICY_API = "policy.linkerd.io"
@@ -73,18 +69,11 @@ _UNSUPPORTED: dict[str, str] = {
 }
 
 
-def _http_ports(svc: ServiceSpec) -> list[PortSpec]:
-    from clusters.policy import _HTTP_PROTOCOLS, _NON_HTTP_PREFIXES
-
-    return [p for p in svc.ports if p.protocol in _HTTP_PROTOCOLS
-            or (p.protocol is None and not p.name.split("-")[0].startswith(_NON_HTTP_PREFIXES))]
-
-
 def _grpc_ports(svc: ServiceSpec) -> list[PortSpec]:
     return [p for p in svc.ports if p.protocol == "GRPC"]
 
 
-def check_policy(spec: Spec) -> list[Problem]:
+def check_policy(spec: Spec, topology: LinkerdTopology) -> list[Problem]:
     out: list[Problem] = []
     for i, s in enumerate(spec.services):
         base = f"meshboot:services[{i}]"
@@ -128,7 +117,7 @@ def check_policy(spec: Spec) -> list[Problem]:
                 out.append(Problem(f"{base}.retries.retryOn[{j}]",
                                    f"not supported with Linkerd: {cond!r} (it retries on 5xx, "
                                    "gateway-error, status codes and gRPC statuses)"))
-        out += _check_authorization(spec, s, base)
+        out += _check_authorization(spec, topology, s, base)
         if s.release is not None and s.release.ab_test is not None and _grpc_ports(s):
             for k, g in enumerate(s.release.ab_test.groups):
                 if g.path_prefix is not None:
@@ -149,12 +138,13 @@ def check_policy(spec: Spec) -> list[Problem]:
     return out
 
 
-def _check_authorization(spec: Spec, s: ServiceSpec, base: str) -> list[Problem]:
+def _check_authorization(spec: Spec, topology: LinkerdTopology, s: ServiceSpec,
+                         base: str) -> list[Problem]:
     authz = s.authorization
     if authz is None:
         return []
     out: list[Problem] = []
-    if authz.probe_paths is None and _scoped(authz.rules) and _http_ports(s):
+    if authz.probe_paths is None and _scoped(authz.rules) and s.http_ports:
         # Routes attached to a Server replace the probe route the policy controller
         # would synthesise (policy-controller/k8s/index/src/inbound/index.rs
         # http_routes); the probe paths live in the pod spec, which meshboot never sees.
@@ -163,9 +153,9 @@ def _check_authorization(spec: Spec, s: ServiceSpec, base: str) -> list[Problem]
             "required with Linkerd when rules with `to` attach routes to an HTTP port: "
             "Linkerd then stops authorizing kubelet probes by itself, so list the paths "
             "the kubelet probes on the service's ports ([] when it probes none of them)"))
-    if not spec.linkerd.admit_gateway_identity and gateway_clusters(spec, s) and any(
+    if not spec.linkerd.admit_gateway_identity and topology.gateway_clusters(s) and any(
             ids != ["*"] for ids in _identity_sets(spec, authz.rules)):
-        gws = ", ".join(gateway_clusters(spec, s))
+        gws = ", ".join(topology.gateway_clusters(s))
         out.append(Problem(
             f"{base}.authorization",
             f"callers reach {s.name!r} in {gws} through the multicluster gateway and arrive "
@@ -174,21 +164,6 @@ def _check_authorization(spec: Spec, s: ServiceSpec, base: str) -> list[Problem]
             "meshed caller in the clusters linked through it), or link the clusters "
             "gateway-less"))
     return out
-
-
-def gateway_clusters(spec: Spec, svc: ServiceSpec) -> list[str]:
-    """Clusters running ``svc`` where callers arrive through the multicluster gateway.
-
-    Client identity is lost through the gateway (docs 2-edge/tasks/
-    pod-to-pod-multicluster.md): the gateway proxy opens the connection to the
-    service with its own identity. Federated services are only joined pod-to-pod.
-    """
-    from stacks.linkerd.plan import links
-
-    if svc.federated:
-        return []
-    reached = {link.target for link in links(spec) if link.gateway}
-    return [c for c in spec.cluster_names if c in svc.clusters and c in reached]
 
 
 def namespace_annotations(spec: Spec) -> dict[str, str]:
@@ -263,45 +238,37 @@ def _version_service(spec: Spec, svc: ServiceSpec, version: str) -> dict[str, An
     }
 
 
-def _rules(spec: Spec, svc: ServiceSpec, cluster: str, port: int) -> list[dict[str, Any]]:
+def _match(m: Match) -> dict[str, Any]:
+    match: dict[str, Any] = {}
+    if m.header is not None:
+        match["headers"] = [_header(m.header)]
+    if m.path_prefix is not None:
+        match["path"] = {"type": "PathPrefix", "value": m.path_prefix}
+    return match
+
+
+def _backend_service(svc: ServiceSpec, d: Destination, caller: str) -> str:
+    """The Service a destination is: ``<svc>-<version>``, the local Service or a mirror."""
+    assert d.version is None or d.cluster is None
+    if d.version is not None:
+        return f"{svc.name}-{d.version}"
+    if d.cluster is not None and d.cluster != caller:
+        return f"{svc.name}-{d.cluster}"
+    return svc.name
+
+
+def _rules(svc: ServiceSpec, routes: tuple[Route, ...], cluster: str, port: int) -> list[dict[str, Any]]:
     """Routing rules (matches + weighted backends) for one caller cluster."""
-    rel = svc.release
     rules: list[dict[str, Any]] = []
-    if rel is not None and rel.canary is not None:
-        c = rel.canary
-        if c.header is not None:
-            rules.append({"matches": [{"headers": [_header(c.header)]}],
-                          "backendRefs": [_backend(f"{svc.name}-{c.candidate}", port, 100)]})
-        rules.append({"backendRefs": [
-            b for b in (_backend(f"{svc.name}-{c.stable}", port, 100 - c.weight),
-                        _backend(f"{svc.name}-{c.candidate}", port, c.weight)) if b["weight"]]})
-    elif rel is not None and rel.blue_green is not None:
-        b = rel.blue_green
-        if b.header is not None:
-            rules.append({"matches": [{"headers": [_header(b.header)]}],
-                          "backendRefs": [_backend(f"{svc.name}-{b.preview}", port, 100)]})
-        rules.append({"backendRefs": [_backend(f"{svc.name}-{b.active}", port, 100)]})
-    elif rel is not None and rel.ab_test is not None:
-        for g in rel.ab_test.groups:
-            match: dict[str, Any] = {}
-            if g.header is not None:
-                match["headers"] = [_header(g.header)]
-            if g.path_prefix is not None:
-                match["path"] = {"type": "PathPrefix", "value": g.path_prefix}
-            rules.append({"matches": [match],
-                          "backendRefs": [_backend(f"{svc.name}-{g.version}", port, 100)]})
-        rules.append({"backendRefs": [_backend(f"{svc.name}-{v}", port, w)
-                                      for v, w in rel.ab_test.default.items() if w]})
-    elif svc.routing is not None:
-        split = cluster_split(spec, svc, cluster)
-        rules.append({"backendRefs": [
-            _backend(svc.name if c == cluster else f"{svc.name}-{c}", port, w)
-            for c, w in split.items()]})
-    else:
-        rules.append({"backendRefs": [_backend(svc.name, port, 100)]})
-    if svc.timeout:
-        for r in rules:
-            r["timeouts"] = {"request": svc.timeout}
+    for r in routes:
+        rule: dict[str, Any] = {}
+        if r.match is not None:
+            rule["matches"] = [_match(r.match)]
+        rule["backendRefs"] = [_backend(_backend_service(svc, d, cluster), port, d.weight)
+                               for d in r.destinations]
+        if svc.timeout:
+            rule["timeouts"] = {"request": svc.timeout}
+        rules.append(rule)
     return rules
 
 
@@ -358,14 +325,17 @@ def _grpc_route(svc: ServiceSpec, name: str, parent: dict[str, Any],
             "spec": {"parentRefs": [parent], "rules": grpc_rules}}
 
 
-def _routes(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str, Any]]:
+def _routes(svc: ServiceSpec, table: ServiceRoutes, cluster: str) -> list[dict[str, Any]]:
     if svc.routing is None and svc.release is None and svc.timeout is None \
             and svc.retries is None:
         return []
     out = []
-    for p in _http_ports(svc):
+    for p in svc.http_ports:
+        # A routing key without a share fails the spec checks (Linkerd has no locality):
+        # a spec planned only for more problems (stacks.build.with_plan_problems) stops here.
+        assert table.released or table.per_caller or svc.routing is None
         parent = {"group": "", "kind": "Service", "name": svc.name, "port": p.port}
-        rules = _rules(spec, svc, cluster, p.port)
+        rules = _rules(svc, table.for_caller(cluster), cluster, p.port)
         name = f"{svc.name}-{p.name}"
         if p.protocol == "GRPC":
             out.append(_grpc_route(svc, name, parent, rules))
@@ -405,8 +375,6 @@ def _identities(spec: Spec, rules: list[AuthzRule], gateway: bool = False) -> li
         for ns in src.namespaces or []:
             out.add(f"*.{ns}.serviceaccount.identity.linkerd.{td}")
     if gateway:
-        from stacks.linkerd.plan import gateway_identity
-
         out.add(gateway_identity(spec))
     return sorted(out)
 
@@ -490,7 +458,8 @@ def _route_matches(rule: AuthzRule) -> list[dict[str, Any]]:
 PROBE_NETWORKS = [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]
 
 
-def _authorization(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str, Any]]:
+def _authorization(spec: Spec, topology: LinkerdTopology, svc: ServiceSpec,
+                   cluster: str) -> list[dict[str, Any]]:
     authz = svc.authorization
     if authz is None:
         return []
@@ -498,8 +467,8 @@ def _authorization(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str,
     rules = list(authz.rules)
     scoped = _scoped(rules)
     anyop = _any_operation(rules)
-    # Callers through the gateway arrive as the gateway (see gateway_clusters).
-    gateway = spec.linkerd.admit_gateway_identity and cluster in gateway_clusters(spec, svc)
+    # Callers through the gateway arrive as the gateway (see LinkerdTopology.gateway_clusters).
+    gateway = spec.linkerd.admit_gateway_identity and topology.calls_through_gateway(svc, cluster)
     objs: list[dict[str, Any]] = []
 
     def mtls_auth(name: str, identities: list[str]) -> dict[str, Any]:
@@ -529,7 +498,7 @@ def _authorization(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str,
                                   _identities(spec, covering, gateway)))
         if anyop:
             objs.append(mtls_auth(f"{svc.name}-authz-any", _identities(spec, anyop, gateway)))
-    http_ports = {p.name for p in _http_ports(svc)}
+    http_ports = {p.name for p in svc.http_ports}
     probe_paths = authz.probe_paths or []
     if scoped and http_ports and probe_paths:
         objs.append({"apiVersion": f"{POLICY_API}/v1alpha1", "kind": "NetworkAuthentication",
@@ -575,22 +544,25 @@ def _authorization(spec: Spec, svc: ServiceSpec, cluster: str) -> list[dict[str,
     return objs
 
 
-def linkerd_policy_objects(spec: Spec, source: str = "spec"
+def linkerd_policy_objects(spec: Spec, topology: LinkerdTopology
                            ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
     """cluster -> policy objects, and every unsupported policy as a Problem."""
-    problems = check_policy(spec)
+    problems = check_policy(spec, topology)
     if problems:
         return {}, problems
     out: dict[str, list[dict[str, Any]]] = {}
+    tables: dict[int, ServiceRoutes] = {}
     for c in spec.cluster_names:
         objs: list[dict[str, Any]] = []
-        for svc in spec.services:
-            if c not in svc.clusters or not has_http_port(svc) and svc.authorization is None:
+        for i, svc in enumerate(spec.services):
+            if c not in svc.clusters or not svc.http_ports and svc.authorization is None:
                 continue
             if svc.release is not None:
                 objs += [_version_service(spec, svc, v) for v in svc.versions or []]
-            objs += _routes(spec, svc, c)
-            objs += _authorization(spec, svc, c)
+            if i not in tables:
+                tables[i] = ServiceRoutes(spec, svc)
+            objs += _routes(svc, tables[i], c)
+            objs += _authorization(spec, topology, svc, c)
         if objs:
             out[c] = objs
     return out, []

@@ -99,11 +99,11 @@ def _preflight(config: Path, tmp_path: Path) -> Result:
 def _patch_plan(monkeypatch: pytest.MonkeyPatch, step_name: str,
                 change: Callable[[Step], Step]) -> list[str]:
     """Make build_plan return plans whose ``step_name`` steps are changed; return the clusters."""
-    real = stacks.build._provider_plan
+    providers = dict(stacks.build.PROVIDERS)
     changed: list[str] = []
 
     def patched(spec: Any, source: str) -> Any:
-        plan = real(spec, source)
+        plan = providers[spec.mesh.provider](spec, source)
         for cp in plan.clusters:
             for i, step in enumerate(cp.steps):
                 if step.name == step_name:
@@ -111,7 +111,7 @@ def _patch_plan(monkeypatch: pytest.MonkeyPatch, step_name: str,
                     changed.append(cp.cluster)
         return plan
 
-    monkeypatch.setattr(stacks.build, "_provider_plan", patched)
+    monkeypatch.setattr(stacks.build, "PROVIDERS", {name: patched for name in providers})
     return changed
 
 

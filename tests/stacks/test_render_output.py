@@ -27,8 +27,8 @@ from stacks.build import build_plan
 from stacks.output import MARKER
 from stacks.steps import STEP_ORDER
 from tests.conftest import REPO, base_spec, write_stack
+from tests.stacks.istio.helpers import three_cluster_spec
 from tests.stacks.linkerd.specs import flat_clusters, three_clusters
-from tests.stacks.traffic.helpers import three_cluster_spec
 from tests.support.policy_examples import full_policy_mesh, full_policy_service
 from tests.support.validation import validate_object
 
@@ -55,7 +55,7 @@ def istio_service_entries() -> dict[str, Any]:
     spec = istio_policy()
     spec["traffic"]["crossCluster"] = "serviceEntry"
     # A config-only mesh: per-cluster shares stay in the caller's config store where
-    # that store runs the service (stacks.traffic.istio._check_config_stores).
+    # that store runs the service (stacks.istio.policy._check_config_stores).
     spec["services"][0]["clusters"] = ["east", "central"]
     return spec
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from scripts.cli import cli
 from tests.conftest import write_stack
+from tests.stacks.istio.helpers import GATEWAYS, routes, service, three_cluster_spec
 from tests.stacks.istio.test_render import CHART_VALUES, four_cluster_spec
-from tests.stacks.traffic.helpers import GATEWAYS, routes, service, three_cluster_spec
 from tests.support.validation import load_valid_tree, unknown_value_paths
 
 Tree = dict[str, list[dict[str, Any]]]
@@ -225,7 +225,7 @@ def test_discovery_mode_keeps_remote_secrets_and_stubs(tmp_path: Path) -> None:
 
 
 def test_routes_says_when_a_name_does_not_resolve(tmp_path: Path) -> None:
-    from stacks.traffic.routes import _reachability
+    from stacks.istio.routes import _reachability
 
     se = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
           "metadata": {"name": "x-crosscluster", "namespace": "shop"},

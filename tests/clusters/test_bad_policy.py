@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from scripts.cli import cli
 from tests.conftest import write_stack
-from tests.stacks.traffic.helpers import CLUSTERS, service, three_cluster_spec
+from tests.stacks.istio.helpers import CLUSTERS, service, three_cluster_spec
 
 S0 = "meshboot:services[0]"
 

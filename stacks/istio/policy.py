@@ -11,7 +11,8 @@ Where objects go:
 
 Per service (``meshboot:services[*]``), in each primary whose clusters call it:
 ``DestinationRule <svc>`` (subsets, traffic policy, locality LB) and
-``VirtualService <svc>`` (cluster shares, releases, fault, timeout, retries);
+``VirtualService <svc>`` (cluster shares, releases, fault, timeout, retries; the
+routes are the neutral ones of ``stacks.traffic.routes``);
 in each primary whose clusters run it: ``PeerAuthentication <svc>-mtls``,
 ``AuthorizationPolicy <svc>-authz``, ``RequestAuthentication <svc>-jwt``.
 Mesh wide, in every primary: ``PeerAuthentication istio-system/default``,
@@ -23,21 +24,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from clusters.errors import Problem, SpecError
-from clusters.policy import (
-    IDEMPOTENT_METHODS,
-    HeaderMatch,
-    OutlierDetectionSpec,
-    ServicePolicyFields,
-    callers,
-    cluster_split,
-)
+from clusters.policy import IDEMPOTENT_METHODS, HeaderMatch, OutlierDetectionSpec, ServicePolicyFields
 from clusters.spec import ServiceSpec, Spec
 from stacks.common import is_multi_network, locality, remotes_of, service_namespaces, service_ports
-from stacks.istio.plan import ISTIO_NS, config_cluster, gateway_address, network_gateway
+from stacks.istio.topology import ISTIO_NS, IstioTopology, config_cluster, gateway_address
 from stacks.labels import MANAGED
+from stacks.traffic.placement import callers, cluster_split, running, splits_by_cluster
+from stacks.traffic.routes import Destination, Match, Route, ServiceRoutes, same_targets
 
 NET_V1 = "networking.istio.io/v1"
 SEC_V1 = "security.istio.io/v1"
@@ -48,9 +45,16 @@ _APP_PROTOCOL = {"HTTP": "http", "HTTP2": "http2", "GRPC": "grpc", "TLS": "tls",
                  "TCP": "tcp"}
 
 
-def istio_policy_objects(spec: Spec, source: str = "spec") -> dict[str, list[dict[str, Any]]]:
-    """cluster name -> Istio objects implementing the spec's traffic/security policy."""
-    problems = check_istio_policy(spec)
+def istio_policy_objects(spec: Spec, source: str = "spec", topology: IstioTopology | None = None
+                         ) -> dict[str, list[dict[str, Any]]]:
+    """cluster name -> Istio objects implementing the spec's traffic/security policy.
+
+    A service's objects are built once and shared by every cluster that gets
+    them (plans never mutate objects); only a VirtualService whose routes differ
+    per caller (cluster shares) is built per primary.
+    """
+    topology = topology or IstioTopology.of(spec)
+    problems = check_istio_policy(spec, topology)
     if problems:
         raise SpecError(source, problems)
     out: dict[str, list[dict[str, Any]]] = {c: [] for c in spec.cluster_names}
@@ -66,32 +70,68 @@ def istio_policy_objects(spec: Spec, source: str = "spec") -> dict[str, list[dic
             out[p].append(sidecar(ns, hosts))
 
     for s in spec.services:
-        caller_set = callers(spec, s)
-        for c in caller_set:
-            if c in s.clusters:
+        caller_list = callers(spec, s)
+        caller_set = set(caller_list)
+        runs = set(s.clusters)
+        built = _ServiceObjects(spec, s, topology)
+        for c in caller_list:
+            if c in runs:
                 continue
-            runs_in_store = any(x in s.clusters for x in served[store_of[c]])
+            runs_in_store = any(x in runs for x in served[store_of[c]])
             if spec.traffic.cross_cluster == "discovery" or runs_in_store:
-                out[c].append(stub_service(s))
+                out[c].append(built.stub)
         for p in primaries:
             callers_p = [c for c in served[p] if c in caller_set]
-            runs_p = [c for c in served[p] if c in s.clusters]
+            runs_p = [c for c in served[p] if c in runs]
             if callers_p:
                 if spec.traffic.cross_cluster == "serviceEntry" and not runs_p:
-                    out[p].append(service_entry(spec, s))
-                dr = destination_rule(spec, s)
+                    out[p].append(built.service_entry)
+                dr = built.destination_rule
                 if dr is not None:
                     out[p].append(dr)
-                vs = virtual_service(spec, s, p, callers_p)
+                vs = built.virtual_service(p, callers_p)
                 if vs is not None:
                     out[p].append(vs)
             if runs_p:
-                out[p] += workload_security(spec, s)
+                out[p] += built.workload_security
     return dict(out)
 
 
-def check_istio_policy(spec: Spec) -> list[Problem]:
-    """Istio-specific problems (the generic ones are in ``clusters.policy``)."""
+class _ServiceObjects:
+    """One service's Istio objects, each built on first use and then shared."""
+
+    def __init__(self, spec: Spec, s: ServiceSpec, topology: IstioTopology) -> None:
+        self.spec, self.s, self.topology = spec, s, topology
+        self.routes = ServiceRoutes(spec, s)
+        self._vs: tuple[dict[str, Any] | None] | None = None
+
+    @cached_property
+    def stub(self) -> dict[str, Any]:
+        return stub_service(self.s)
+
+    @cached_property
+    def service_entry(self) -> dict[str, Any]:
+        return service_entry(self.spec, self.s, self.topology)
+
+    @cached_property
+    def destination_rule(self) -> dict[str, Any] | None:
+        return destination_rule(self.spec, self.s)
+
+    @cached_property
+    def workload_security(self) -> list[dict[str, Any]]:
+        return workload_security(self.spec, self.s)
+
+    def virtual_service(self, primary: str, callers_p: list[str]) -> dict[str, Any] | None:
+        """Per primary if routes differ per caller, else one for every primary."""
+        if self.routes.per_caller:
+            return virtual_service(self.spec, self.s, primary, callers_p, self.routes)
+        if self._vs is None:
+            self._vs = (virtual_service(self.spec, self.s, primary, callers_p, self.routes),)
+        return self._vs[0]
+
+
+def check_istio_policy(spec: Spec, topology: IstioTopology | None = None) -> list[Problem]:
+    """Istio-specific problems (the generic ones are in ``clusters.validate_policy``)."""
     problems: list[Problem] = []
     if spec.traffic.cross_cluster == "serviceEntry":
         if not is_multi_network(spec):
@@ -99,16 +139,17 @@ def check_istio_policy(spec: Spec) -> list[Problem]:
                                     "serviceEntry needs a multi-network mesh: endpoints are other "
                                     "networks' east-west gateways (use discovery)"))
         else:
+            topology = topology or IstioTopology.of(spec)
+            run_somewhere = {name for s in spec.services for name in s.clusters}
             for i, c in enumerate(spec.clusters):
-                if network_gateway(spec, c) is None and any(c.name in s.clusters
-                                                            for s in spec.services):
+                if topology.network_gateway(c) is None and c.name in run_somewhere:
                     problems.append(Problem(f"meshboot:clusters[{i}].eastWestGateway.enabled",
                                             f"cluster {c.name!r} runs services that other clusters "
                                             "reach through an east-west gateway of its network "
                                             "and config store, and there is none"))
             problems += _check_config_stores(spec)
     for i, s in enumerate(spec.services):
-        if _splits_by_cluster(s):
+        if splits_by_cluster(s):
             for j, v in enumerate(s.versions or []):
                 if v in s.clusters:
                     problems.append(Problem(f"meshboot:services[{i}].versions[{j}]",
@@ -119,7 +160,7 @@ def check_istio_policy(spec: Spec) -> list[Problem]:
 def _check_config_stores(spec: Spec) -> list[Problem]:
     """serviceEntry mode: a store that runs a service knows only its own endpoints.
 
-    Primaries do not read each other (``stacks.istio.plan.config_only``), and a
+    Primaries do not read each other (``stacks.istio.topology.config_only``), and a
     ServiceEntry cannot add the other stores' endpoints under the host of a Service
     the store has (push_context.go: the Kubernetes Service wins). So per-cluster
     shares must stay inside the caller's store where the store runs the service.
@@ -127,13 +168,14 @@ def _check_config_stores(spec: Spec) -> list[Problem]:
     problems: list[Problem] = []
     store = {c.name: config_cluster(spec, c) for c in spec.clusters}
     for i, s in enumerate(spec.services):
-        if not _splits_by_cluster(s):
+        if not splits_by_cluster(s):
             continue
+        on = running(spec, s)
         for caller in callers(spec, s):
             home = store[caller]
             if not any(store[r] == home for r in s.clusters):
                 continue  # reached through a ServiceEntry: every running cluster is fine
-            away = sorted(c for c in cluster_split(spec, s, caller) if store[c] != home)
+            away = sorted(c for c in cluster_split(spec, s, caller, on) if store[c] != home)
             if away:
                 problems.append(Problem(
                     f"meshboot:services[{i}].routing",
@@ -167,9 +209,10 @@ def _se_protocol(name: str, protocol: str | None) -> str:
     return prefix if prefix in _APP_PROTOCOL else "HTTP"
 
 
-def service_entry(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
+def service_entry(spec: Spec, s: ServiceSpec, topology: IstioTopology | None = None) -> dict[str, Any]:
     """MESH_INTERNAL ServiceEntry: the service's endpoints are the east-west gateways
     (port 15443, mTLS passthrough) of the clusters that run it."""
+    topology = topology or IstioTopology.of(spec)
     endpoints = []
     addresses = []
     for name in spec.cluster_names:
@@ -178,7 +221,7 @@ def service_entry(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
         c = spec.cluster(name)
         # The gateway of the cluster's network (its own, or another on that network in its
         # config store): AUTO_PASSTHROUGH routes with that store's endpoints.
-        gateway = network_gateway(spec, c)
+        gateway = topology.network_gateway(c)
         assert gateway is not None  # check_istio_policy
         ref = gateway_address(spec, gateway)
         addresses.append(ref.fixed)
@@ -218,11 +261,6 @@ def _is_ip(value: str | None) -> bool:
 
 
 # --- DestinationRule ---------------------------------------------------------------------
-
-def _splits_by_cluster(s: ServicePolicyFields) -> bool:
-    r = s.routing
-    return r is not None and (r.local_share is not None or r.weights is not None)
-
 
 def _fails_over(s: ServicePolicyFields) -> bool:
     loc = s.routing.locality if s.routing else None
@@ -268,7 +306,7 @@ def traffic_policy(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
 
 def subsets(spec: Spec, s: ServiceSpec) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    if _splits_by_cluster(s):
+    if splits_by_cluster(s):
         out += [{"name": c, "labels": {CLUSTER_LABEL: c}} for c in spec.cluster_names if c in s.clusters]
     out += [{"name": v, "labels": {spec.traffic.version_label: v}} for v in s.versions or []]
     return out
@@ -319,45 +357,50 @@ def _and(matches: tuple[dict[str, Any], ...] | None, cond: dict[str, Any]) -> tu
     return tuple(_merge(m, cond) for m in matches)
 
 
-def _logical_routes(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str]) -> list[_Route]:
-    rel = s.release
-    if rel is not None and rel.canary is not None:
-        c = rel.canary
-        routes = []
-        if c.header is not None:
-            routes.append(_Route("canary-header", (header_condition(c.header),), ((c.candidate, 100),)))
-        dests = tuple((v, w) for v, w in ((c.stable, 100 - c.weight), (c.candidate, c.weight)) if w)
-        return routes + [_Route("canary", None, dests)]
-    if rel is not None and rel.blue_green is not None:
-        b = rel.blue_green
-        routes = []
-        if b.header is not None:
-            routes.append(_Route("preview-header", (header_condition(b.header),), ((b.preview, 100),)))
-        return routes + [_Route("active", None, ((b.active, 100),))]
-    if rel is not None and rel.ab_test is not None:
-        ab = rel.ab_test
-        routes = []
-        for g in ab.groups:
-            cond: dict[str, Any] = header_condition(g.header) if g.header is not None else {}
-            if g.path_prefix is not None:
-                cond["uri"] = {"prefix": g.path_prefix}
-            routes.append(_Route(f"ab-{g.name}", (cond,), ((g.version, 100),)))
-        return routes + [_Route("ab-default", None, tuple((v, w) for v, w in ab.default.items() if w))]
-    if _splits_by_cluster(s):
-        default = tuple(cluster_split(spec, s, primary).items())
-        routes = []
+def _conditions(match: Match | None) -> tuple[dict[str, Any], ...] | None:
+    """A neutral match as the HTTPMatchRequests of a route (None: every call)."""
+    if match is None:
+        return None
+    cond: dict[str, Any] = header_condition(match.header) if match.header is not None else {}
+    if match.path_prefix is not None:
+        cond["uri"] = {"prefix": match.path_prefix}
+    return (cond,)
+
+
+def _subset(d: Destination) -> str | None:
+    # Subsets are named after the version or the cluster (see ``subsets``).
+    assert d.version is None or d.cluster is None
+    return d.version if d.version is not None else d.cluster
+
+
+def _istio_route(r: Route, also: dict[str, Any] | None = None) -> _Route:
+    matches = _conditions(r.match)
+    if also is not None:
+        matches = _and(matches, also)
+    return _Route(r.name, matches, tuple((_subset(d), d.weight) for d in r.destinations))
+
+
+def _logical_routes(routes: ServiceRoutes, primary: str, callers_p: list[str]) -> list[_Route]:
+    """The neutral routes for the callers a primary serves.
+
+    The primary's own callers' routes are the default. A remote whose routes
+    differ (cluster shares keep calls in the caller's cluster) gets its own,
+    first, matched by ``sourceLabels`` on its cluster.
+    """
+    default = routes.for_caller(primary)
+    out: list[_Route] = []
+    if routes.per_caller:
         for caller in callers_p:
             if caller == primary:
                 continue
-            dests = tuple(cluster_split(spec, s, caller).items())
-            if dests != default:
-                routes.append(_Route(f"from-{caller}", ({"sourceLabels": {CLUSTER_LABEL: caller}},),
-                                     dests))
-        return routes + [_Route(f"from-{primary}", None, default)]
-    return [_Route("default", None, ((None, 100),))]
+            own = routes.for_caller(caller)
+            if not same_targets(own, default):
+                out += [_istio_route(r, {"sourceLabels": {CLUSTER_LABEL: caller}}) for r in own]
+    return out + [_istio_route(r) for r in default]
 
 
-def http_routes(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str]) -> list[dict[str, Any]]:
+def http_routes(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str],
+                routes: ServiceRoutes | None = None) -> list[dict[str, Any]]:
     """The VirtualService's http routes, first match wins.
 
     Each logical route is preceded by its fault variant (calls with the fault
@@ -371,25 +414,29 @@ def http_routes(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str]) 
         methods = retries.effective_methods
         method_cond = {"method": {"exact": methods[0]} if len(methods) == 1
                        else {"regex": "|".join(methods)}}
-    for r in _logical_routes(spec, s, primary, callers_p):
+    if routes is None:
+        routes = ServiceRoutes(spec, s)
+    # Built once per VirtualService, shared by its routes (plans never mutate objects).
+    retry_policy = _retry_policy(s)
+    fault_policy = _fault_policy(s)
+    for r in _logical_routes(routes, primary, callers_p):
+        dests = _destinations(s, r)
         variants: list[tuple[str, tuple[dict[str, Any], ...] | None, bool]] = []
         if s.fault is not None:
             variants.append((f"{r.name}-fault", _and(r.matches, header_condition(s.fault.header)), True))
         variants.append((r.name, r.matches, False))
         for name, matches, fault in variants:
+            faults = fault_policy if fault else None
             if retries is not None and method_cond is not None:
-                out.append(_http_route(spec, s, f"{name}-retry", _and(matches, method_cond), r, fault, True))
-                out.append(_http_route(spec, s, name, matches, r, fault, False))
+                out.append(_http_route(s, f"{name}-retry", _and(matches, method_cond), dests, faults,
+                                       retry_policy))
+                out.append(_http_route(s, name, matches, dests, faults, None))
             else:
-                out.append(_http_route(spec, s, name, matches, r, fault, retries is not None))
+                out.append(_http_route(s, name, matches, dests, faults, retry_policy))
     return out
 
 
-def _http_route(spec: Spec, s: ServiceSpec, name: str, matches: tuple[dict[str, Any], ...] | None,
-                r: _Route, fault: bool, retry: bool) -> dict[str, Any]:
-    route: dict[str, Any] = {"name": name}
-    if matches is not None:
-        route["match"] = [dict(m) for m in matches]
+def _destinations(s: ServiceSpec, r: _Route) -> list[dict[str, Any]]:
     dests = []
     for subset, weight in r.dests:
         dest: dict[str, Any] = {"host": s.host}
@@ -399,34 +446,55 @@ def _http_route(spec: Spec, s: ServiceSpec, name: str, matches: tuple[dict[str, 
         if len(r.dests) > 1:
             entry["weight"] = weight
         dests.append(entry)
+    return dests
+
+
+def _retry_policy(s: ServiceSpec) -> dict[str, Any] | None:
+    if s.retries is None:
+        return None
+    rt: dict[str, Any] = {"attempts": s.retries.attempts, "retryOn": ",".join(s.retries.retry_on)}
+    if s.retries.per_try_timeout is not None:
+        rt["perTryTimeout"] = s.retries.per_try_timeout
+    return rt
+
+
+def _fault_policy(s: ServiceSpec) -> dict[str, Any] | None:
+    if s.fault is None:
+        return None
+    f: dict[str, Any] = {}
+    if s.fault.delay is not None:
+        f["delay"] = {"fixedDelay": s.fault.delay.fixed_delay,
+                      "percentage": {"value": s.fault.delay.percent}}
+    if s.fault.abort is not None:
+        f["abort"] = {"httpStatus": s.fault.abort.http_status,
+                      "percentage": {"value": s.fault.abort.percent}}
+    return f
+
+
+def _http_route(s: ServiceSpec, name: str, matches: tuple[dict[str, Any], ...] | None,
+                dests: list[dict[str, Any]], fault: dict[str, Any] | None,
+                retries: dict[str, Any] | None) -> dict[str, Any]:
+    route: dict[str, Any] = {"name": name}
+    if matches is not None:
+        route["match"] = list(matches)
     route["route"] = dests
     if s.timeout is not None:
         route["timeout"] = s.timeout
-    if retry and s.retries is not None:
-        rt: dict[str, Any] = {"attempts": s.retries.attempts, "retryOn": ",".join(s.retries.retry_on)}
-        if s.retries.per_try_timeout is not None:
-            rt["perTryTimeout"] = s.retries.per_try_timeout
-        route["retries"] = rt
-    if fault and s.fault is not None:
-        f: dict[str, Any] = {}
-        if s.fault.delay is not None:
-            f["delay"] = {"fixedDelay": s.fault.delay.fixed_delay,
-                          "percentage": {"value": s.fault.delay.percent}}
-        if s.fault.abort is not None:
-            f["abort"] = {"httpStatus": s.fault.abort.http_status,
-                          "percentage": {"value": s.fault.abort.percent}}
-        route["fault"] = f
+    if retries is not None:
+        route["retries"] = retries
+    if fault is not None:
+        route["fault"] = fault
     return route
 
 
-def virtual_service(spec: Spec, s: ServiceSpec, primary: str,
-                    callers_p: list[str]) -> dict[str, Any] | None:
-    if s.release is None and not _splits_by_cluster(s) and \
+def virtual_service(spec: Spec, s: ServiceSpec, primary: str, callers_p: list[str],
+                    routes: ServiceRoutes | None = None) -> dict[str, Any] | None:
+    if s.release is None and not splits_by_cluster(s) and \
             all(x is None for x in (s.fault, s.timeout, s.retries)):
         return None
     return {"apiVersion": NET_V1, "kind": "VirtualService",
             "metadata": {"name": s.name, "namespace": s.namespace, "labels": dict(MANAGED)},
-            "spec": {"hosts": [s.host], "http": http_routes(spec, s, primary, callers_p)}}
+            "spec": {"hosts": [s.host], "http": http_routes(spec, s, primary, callers_p, routes)}}
 
 
 # --- security ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.stacks.traffic.helpers import (
+from tests.stacks.istio.helpers import (
     CLUSTERS,
     GATEWAYS,
     NETWORKS,
