@@ -135,7 +135,7 @@ def measure_floor(src: Path, work: Path) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_case(case: str, work: Path) -> dict[str, Any]:
+def run_case(case: str, work: Path, workers: int | None = None) -> dict[str, Any]:
     provider, size = case.split(":")
     n_clusters, n_services = (int(x) for x in size.split("x"))
     case_dir = work / case.replace(":", "-")
@@ -143,6 +143,8 @@ def run_case(case: str, work: Path) -> dict[str, Any]:
     write_stack_file(case_dir / "Pulumi.bench.yaml", environment(provider, n_clusters, n_services))
     cmd = [*meshboot_command(), "render", "--config", "Pulumi.bench.yaml", "--out", "out"]
     env = {k: v for k, v in os.environ.items() if k != "MESHBOOT_WORKERS"}
+    if workers is not None:
+        env["MESHBOOT_WORKERS"] = str(workers)
     run_measured(cmd, case_dir, env)                   # creates the PKI store and the output
     render = run_measured(cmd, case_dir, env)          # the re-render users run
     floor = measure_floor(case_dir / "out", case_dir)
@@ -180,6 +182,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small cases only (a smoke run)")
     parser.add_argument("--cases", default=None, help="comma-separated provider:NxM")
     parser.add_argument("--pki", action="store_true", help="also the 50 x RSA-4096 store case")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="MESHBOOT_WORKERS for the renders (default: meshboot's own choice)")
     parser.add_argument("--floor", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
@@ -193,7 +197,7 @@ def main() -> None:
           f"{'wall s':>7} {'floor':>7} {'wall x':>6} {'RSS MB':>7} {'tree MB':>7} {'rss x':>6}")
     with tempfile.TemporaryDirectory(prefix="meshboot-bench-") as tmp:
         for case in cases:
-            r = run_case(case, Path(tmp))
+            r = run_case(case, Path(tmp), args.workers)
             cpu_x = r["r_cpu"] / r["f_cpu"]
             wall_x = r["r_wall"] / r["f_wall"]
             rss_x = max(r["r_rss_mb"], r["r_tree_mb"]) / r["mb"]

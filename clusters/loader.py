@@ -148,7 +148,13 @@ def spec_from_config(
             problems.extend(validate_policy(spec))
     if problems or spec is None:
         raise SpecError(source, problems, partial=spec)
-    return Spec.model_validate(spec.model_dump(by_alias=True))
+    # The sections and items are validated models already (pydantic accepts them as
+    # they are); this runs the whole-spec validators.
+    return Spec.model_validate({
+        "clusters": list(items["clusters"].values()),
+        "services": list(items["services"].values()),
+        **{**_defaults(), **parsed},
+    })
 
 
 def _defaults() -> dict[str, Any]:
@@ -231,17 +237,46 @@ def _decrypt_secure(
             raise found
         return found
 
-    def walk(value: Any, path: str) -> Any:
-        if isinstance(value, dict):
-            if set(value) == {"secure"} and isinstance(value["secure"], str):
+    where: list[str] = []   # key path of the value being walked, joined only for a problem
+
+    def walk(value: Any) -> Any:
+        """``value`` with its secure leaves decrypted; the same object where none are."""
+        kind = type(value)
+        if kind is dict:
+            if len(value) == 1 and "secure" in value and isinstance(value["secure"], str):
                 try:
                     return crypter().decrypt(value["secure"])
                 except SecretDecryptError as exc:
-                    problems.append(Problem(path, f"secure value cannot be decrypted: {exc}"))
+                    problems.append(Problem("".join(where),
+                                            f"secure value cannot be decrypted: {exc}"))
                     return None
-            return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            out = None
+            for k, v in value.items():
+                if type(v) is dict or type(v) is list:
+                    where.append(f".{k}")
+                    new = walk(v)
+                    where.pop()
+                    if new is not v:
+                        out = out if out is not None else dict(value)
+                        out[k] = new
+            return value if out is None else out
+        if kind is list:
+            items = None
+            for i, v in enumerate(value):
+                if type(v) is dict or type(v) is list:
+                    where.append(f"[{i}]")
+                    new = walk(v)
+                    where.pop()
+                    if new is not v:
+                        items = items if items is not None else list(value)
+                        items[i] = new
+            return value if items is None else items
         return value
 
-    return {k: walk(v, str(k)) for k, v in config.items() if str(k).startswith("meshboot:")}
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if str(k).startswith("meshboot:"):
+            where.append(str(k))
+            out[k] = walk(v)
+            where.pop()
+    return out

@@ -324,29 +324,51 @@ class OutputTree:
         # ``tmp`` now holds the old tree; __exit__ removes it.
 
 
-def staged_file(root: Path, rel: str, content: bytes, secret: bool) -> str:
-    """Write ``root/rel`` (a new file, explicit modes) and return its SHA-256.
+class StagedFile:
+    """A new file in a staging tree, written piece by piece, hashed as it is written.
 
-    Safe to call from several processes at once for different files: a
+    Explicit modes (0644, Secrets 0600 in a 0700 directory), never the umask.
+    Several processes may stage different files of one tree at once: a
     directory another process created first is fine.
     """
-    path = root / rel
-    parent = path.parent
-    for d in reversed([p for p in (parent, *parent.parents) if _is_within(p, root)]):
-        if not d.exists():
-            try:
-                d.mkdir()
-                os.chmod(d, 0o755)
-            except FileExistsError:
-                pass
-    if secret:
-        os.chmod(parent, 0o700)
-    mode = 0o600 if secret else 0o644
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        os.fchmod(fh.fileno(), mode)  # not left to the umask
-        fh.write(content)
-    return hashlib.sha256(content).hexdigest()
+
+    def __init__(self, root: Path, rel: str, secret: bool) -> None:
+        self.path = root / rel
+        parent = self.path.parent
+        for d in reversed([p for p in (parent, *parent.parents) if _is_within(p, root)]):
+            if not d.exists():
+                try:
+                    d.mkdir()
+                    os.chmod(d, 0o755)
+                except FileExistsError:
+                    pass
+        if secret:
+            os.chmod(parent, 0o700)
+        mode = 0o600 if secret else 0o644
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        self._fh = os.fdopen(fd, "wb")
+        os.fchmod(fd, mode)  # not left to the umask
+        self._sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._sha.update(data)
+
+    def close(self) -> str:
+        """Close; the content's SHA-256."""
+        self._fh.close()
+        return self._sha.hexdigest()
+
+    def discard(self) -> None:
+        self._fh.close()
+        self.path.unlink()
+
+
+def staged_file(root: Path, rel: str, content: bytes, secret: bool) -> str:
+    """Write ``root/rel`` in one piece (see :class:`StagedFile`); its SHA-256."""
+    f = StagedFile(root, rel, secret)
+    f.write(content)
+    return f.close()
 
 
 _RENAME_EXCHANGE = 1 << 1     # linux/fs.h

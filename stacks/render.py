@@ -35,7 +35,7 @@ from typing import Any
 from clusters.errors import Problem
 from stacks.labels import MANAGED
 from stacks.object_count import helm_sources
-from stacks.output import OutputTree, staged_file
+from stacks.output import OutputTree, StagedFile
 from stacks.plan import (
     ClusterPlan,
     CrossClusterDep,
@@ -184,32 +184,41 @@ class _ClusterWriter:
         raise _Deferred()
 
     def write(self, rel: str, docs: list[Any], secret: bool) -> None:
-        """Write ``docs`` as ``rel`` now, or hold the file back until the PKI is loaded."""
-        chunks = [self.job.header]
+        """Write ``docs`` as ``rel`` as they are produced, or hold the file back until the
+        PKI is loaded (a document needs it). A file none of whose documents render is
+        not written."""
+        out: StagedFile | None = None
         written = 0
         for doc in docs:
             try:
-                chunks.append(self.writer.document(doc))
-                written += 1
+                text = self.writer.document(doc)
             except _Deferred:
                 meta = doc["metadata"]
                 ident = f"{doc['kind']} {meta.get('namespace', '')}/{meta['name']}"
                 self.result.deferred.append(ident.replace(" /", " "))
+                continue
             except _NeedsPki:
+                if out is not None:
+                    out.discard()
                 self.result.held.append(HeldFile(rel, docs, secret))
                 return
-        if written == 0:
+            if out is None:
+                out = self._open(rel, secret)
+                out.write(self.job.header.encode())
+            out.write(text.encode())
+            written += 1
+        if out is None:
             return
         self.result.objects += written
         if secret:
             self.result.secrets.append(rel)
-        self.result.files[rel] = (self._store(rel, "".join(chunks).encode(), secret), secret)
+        self.result.files[rel] = (out.close(), secret)
 
-    def _store(self, rel: str, content: bytes, secret: bool) -> str:
+    def _open(self, rel: str, secret: bool) -> StagedFile:
         if secret and self.job.secrets is not None:
             cluster, _, name = rel.partition("/secrets/")
-            return staged_file(self.job.secrets, f"{cluster}/{name}", content, True)
-        return staged_file(self.job.main, rel, content, secret)
+            return StagedFile(self.job.secrets, f"{cluster}/{name}", True)
+        return StagedFile(self.job.main, rel, secret)
 
     def render(self) -> ClusterResult:
         cp, provider = self.cp, self.job.plan.provider
@@ -248,21 +257,19 @@ def _render_in_worker(index: int) -> ClusterResult:
     return render_cluster(_JOB, index)
 
 
-def default_workers(plan: MeshPlan) -> int:
-    """Processes for rendering clusters: ``MESHBOOT_WORKERS``, else every core for big plans.
+def default_workers() -> int:
+    """Processes rendering clusters: ``MESHBOOT_WORKERS`` (``render --jobs``), else 1.
 
-    Forking costs a few milliseconds and copies page tables: only worth it
-    when there is real work. Fork only where it is the platform default.
+    One process is the default: render already costs a fraction of dumping
+    the same YAML, and forked workers each copy the pages of the plan they
+    touch, so more processes trade memory for a little wall time
+    (``benchmarks/render.py --workers N`` shows both). Workers are forked,
+    so only where fork is safe (Linux).
     """
     env = os.environ.get("MESHBOOT_WORKERS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    if not sys.platform.startswith("linux"):
+    if not env.isdigit() or int(env) < 1 or not sys.platform.startswith("linux"):
         return 1
-    size = sum(len(s.objects) for cp in plan.clusters for s in cp.steps)
-    if size < 4000 or len(plan.clusters) < 2:
-        return 1
-    return max(1, min(len(os.sched_getaffinity(0)), len(plan.clusters)))
+    return int(env)
 
 
 def render_clusters(job: RenderJob, workers: int) -> list[ClusterResult]:
@@ -295,7 +302,7 @@ def render_outputs(plan: MeshPlan, source: str, tree: OutputTree, secrets_tree: 
 
     job = RenderJob(plan, file_header(source), tree.staging,
                     secrets_tree.staging if secrets_tree is not None else None)
-    results = render_clusters(job, default_workers(plan) if workers is None else workers)
+    results = render_clusters(job, default_workers() if workers is None else workers)
     problems = [p for r in results for p in r.problems]
     if problems:
         raise SpecError(source, problems)

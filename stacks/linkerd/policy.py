@@ -552,17 +552,34 @@ def linkerd_policy_objects(spec: Spec, topology: LinkerdTopology
         return {}, problems
     out: dict[str, list[dict[str, Any]]] = {}
     tables: dict[int, ServiceRoutes] = {}
+    # A service's objects are the same in every cluster that runs it, except routes
+    # whose split differs per caller (cluster shares) and authorization that admits
+    # the gateway where callers arrive through it: build each variant once and
+    # share it (plans never mutate objects), as the Istio policy builder does.
+    versions: dict[int, list[dict[str, Any]]] = {}
+    routes: dict[int, list[dict[str, Any]]] = {}
+    authz: dict[tuple[int, bool], list[dict[str, Any]]] = {}
     for c in spec.cluster_names:
         objs: list[dict[str, Any]] = []
         for i, svc in enumerate(spec.services):
             if c not in svc.clusters or not svc.http_ports and svc.authorization is None:
                 continue
             if svc.release is not None:
-                objs += [_version_service(spec, svc, v) for v in svc.versions or []]
+                if i not in versions:
+                    versions[i] = [_version_service(spec, svc, v) for v in svc.versions or []]
+                objs += versions[i]
             if i not in tables:
                 tables[i] = ServiceRoutes(spec, svc)
-            objs += _routes(svc, tables[i], c)
-            objs += _authorization(spec, topology, svc, c)
+            if tables[i].per_caller:
+                objs += _routes(svc, tables[i], c)
+            else:
+                if i not in routes:
+                    routes[i] = _routes(svc, tables[i], c)
+                objs += routes[i]
+            key = (i, topology.calls_through_gateway(svc, c))
+            if key not in authz:
+                authz[key] = _authorization(spec, topology, svc, c)
+            objs += authz[key]
         if objs:
             out[c] = objs
     return out, []
