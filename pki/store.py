@@ -42,11 +42,12 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from clusters.names import is_dns1123_label
 
 from .ca import CA, certs_from_pem, certs_to_pem, fingerprint
 from .hierarchy import MeshPKI, PkiParams, build, intermediate_inputs, validate_params
@@ -56,7 +57,6 @@ __all__ = ["PASSPHRASE_ENV", "PkiStore", "PkiStoreError"]
 
 PASSPHRASE_ENV = "MESHBOOT_PKI_PASSPHRASE"
 _META_VERSION = 1
-_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _FILE_MODE, _DIR_MODE = 0o600, 0o700
 # meta.json field -> JSON type; a hand-edited or foreign file is refused, not half-used.
 _META_TYPES: dict[str, tuple[type, str]] = {
@@ -82,12 +82,6 @@ class PkiStore:
         self.warnings: list[str] = []
         self._key_digests: dict[str, str] = {}   # meta.json key_sha256: keys known good
         self._checked: dict[str, str] = {}       # keys loaded by this call: name -> SHA-256
-
-    @classmethod
-    def from_env(cls, path: Path | str) -> PkiStore:
-        """Store whose passphrase comes from ``$MESHBOOT_PKI_PASSPHRASE`` (if set)."""
-        value = os.environ.get(PASSPHRASE_ENV)
-        return cls(path, value.encode() if value else None)
 
     # ----------------------------------------------------------------- public API
     def load_or_build(
@@ -464,7 +458,7 @@ class PkiStore:
 
 def _check_cluster_name(name: str) -> None:
     # Cluster names become directory names: refuse anything that could escape.
-    if not _CLUSTER_NAME.match(name) or len(name) > 63:
+    if not is_dns1123_label(name):
         raise PkiStoreError(f"cluster name {name!r} is not a DNS-1123 label")
 
 

@@ -37,7 +37,7 @@ def helm_sources(cp: ClusterPlan) -> list[HelmRelease]:
 
 
 def count_cluster(cp: ClusterPlan) -> ObjectCount:
-    deferred = sum(1 for _, obj in cp.objects() if is_deferred(obj))
+    deferred = sum(1 for s in cp.steps for obj in s.objects if is_deferred(obj))
     plain = sum(len(s.objects) for s in cp.steps) - deferred
     releases = sum(1 for s in cp.steps if s.release is not None)
     return ObjectCount(rendered=plain + releases + len(helm_sources(cp)), pulumi_only=deferred)

@@ -202,10 +202,6 @@ class ClusterPlan:
         self.steps.append(step)
         return step
 
-    def objects(self) -> Iterator[tuple[Step, dict[str, Any]]]:
-        for s in self.steps:
-            for obj in s.objects:
-                yield s, obj
 
 
 @dataclass(frozen=True)

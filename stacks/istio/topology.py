@@ -97,10 +97,6 @@ def eastwest_clusters(spec: Spec) -> list[str]:
     return [c.name for c in spec.clusters if c.name in picked]
 
 
-def needs_eastwest(spec: Spec, cluster: ClusterSpec) -> bool:
-    return cluster.name in eastwest_clusters(spec)
-
-
 @dataclass(frozen=True)
 class IstioTopology:
     """What the plan and the policy ask of the spec's topology, computed once."""

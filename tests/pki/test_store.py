@@ -197,13 +197,6 @@ def test_bad_cluster_name_rejected(store_path: Path) -> None:
         PkiStore(store_path).load_or_build(make_params(clusters=("../escape",)))
 
 
-def test_from_env(monkeypatch: pytest.MonkeyPatch, store_path: Path) -> None:
-    monkeypatch.setenv("MESHBOOT_PKI_PASSPHRASE", "pw")
-    assert PkiStore.from_env(store_path).passphrase == b"pw"
-    monkeypatch.delenv("MESHBOOT_PKI_PASSPHRASE")
-    assert PkiStore.from_env(store_path).passphrase is None
-
-
 def test_params_are_plain_dataclass() -> None:
     # others build PkiParams by keyword; keep it a frozen dataclass
     p = make_params()
