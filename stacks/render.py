@@ -20,6 +20,16 @@ meshboot`` (the plan labels its objects; the Flux objects are labelled here).
 Objects only ``pulumi up`` can create (cross-cluster credentials) are listed
 in the summary, never written with a fake token. How the tree reaches the
 disk (marker, refusals, lock, atomic swap) is :mod:`stacks.output`.
+
+How it runs, in one pass over the plan: each cluster's files are written into
+the staging tree document by document as :class:`stacks.yaml_emit.YamlWriter`
+produces them, references resolved while writing (so no resolved copy of the
+plan and no file text is ever held whole). A document that needs an address
+render cannot know is a problem collected for the whole plan; a file that
+needs PKI material is held back as plan data. Only when every cluster is
+through without problems is the PKI store loaded (or created), the held files
+written and the trees swapped in: a refused render touches neither the store
+nor the output. ``--jobs N`` renders clusters in forked processes.
 """
 
 from __future__ import annotations
