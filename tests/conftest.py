@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+import clusters.pulumi_secrets
+from tests.support.speed import MemoPBKDF2HMAC, fsync_disabled
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,3 +48,29 @@ def write_stack(directory: Path, spec: dict[str, Any], env: str = "dev", **extra
 @pytest.fixture
 def spec() -> dict[str, Any]:
     return base_spec()
+
+
+_REAL_FSYNC = os.fsync
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_slow_paths() -> Iterator[None]:
+    """Memoised PBKDF2 and (unless MESHBOOT_TEST_FSYNC=1) no-op fsync: tests/support/speed.py."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(clusters.pulumi_secrets, "PBKDF2HMAC", MemoPBKDF2HMAC)
+        if fsync_disabled():
+            mp.setattr(os, "fsync", lambda fd: None)
+        yield
+
+
+@pytest.fixture
+def real_fsync(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The real ``os.fsync`` for this test; returns the descriptors it was called with."""
+    calls: list[int] = []
+
+    def spy(fd: int) -> None:
+        calls.append(fd)
+        _REAL_FSYNC(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return calls

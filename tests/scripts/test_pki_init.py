@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from scripts.cli import cli
 from tests.conftest import base_spec, write_stack
 from tests.support.pulumi_harness import run_program, unwrap_secrets, with_fake_kubeconfigs
+from tests.support.speed import pbkdf2
 
 PASS = "correct horse battery staple"
 ENV = {"PULUMI_CONFIG_PASSPHRASE": PASS}
@@ -35,8 +35,7 @@ def pulumi_decrypt(salt_line: str, passphrase: str, value: str) -> str:
     _, salt_b64, verifier = salt_line.split(":", 2)
     salt = base64.b64decode(salt_b64)
     assert len(salt) == 8, "Pulumi's passphrase provider uses an 8-byte salt"
-    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt,
-                     iterations=1_000_000).derive(passphrase.encode())
+    key = pbkdf2(passphrase, salt, iterations=1_000_000)  # PBKDF2-HMAC-SHA256, 32 bytes
 
     def open_(sealed: str) -> str:
         version, nonce, data = sealed.split(":")
@@ -273,8 +272,7 @@ def test_pulumi_up_uses_the_root_from_the_stack_file(tmp_path: Path) -> None:
 
 def pulumi_encrypt(salt_line: str, passphrase: str, plaintext: str) -> str:
     salt = base64.b64decode(salt_line.split(":")[1])
-    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt,
-                     iterations=1_000_000).derive(passphrase.encode())
+    key = pbkdf2(passphrase, salt, iterations=1_000_000)  # PBKDF2-HMAC-SHA256, 32 bytes
     nonce = b"\x01" * 12
     sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), None)
     return f"v1:{base64.b64encode(nonce).decode()}:{base64.b64encode(sealed).decode()}"
