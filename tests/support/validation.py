@@ -145,6 +145,16 @@ def _check_metadata(obj: dict[str, Any], name: str) -> None:
                 raise ObjectInvalid(f"{name}: metadata.{key}.{k} must be a string")
 
 
+def yaml_docs(text: str) -> list[Any]:
+    """``yaml.safe_load_all`` (libyaml when available), as a list."""
+    return list(yaml.load_all(text, Loader=SafeLoader))
+
+
+def yaml_doc(text: str) -> Any:
+    """``yaml.safe_load`` (libyaml when available)."""
+    return yaml.load(text, Loader=SafeLoader)
+
+
 def load_tree(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """cluster -> every object rendered for it (recursively, all YAML files)."""
     result: dict[str, list[dict[str, Any]]] = {}
