@@ -13,6 +13,16 @@ import clusters.pulumi_secrets
 from tests.support.speed import MemoPBKDF2HMAC, fsync_disabled
 
 REPO = Path(__file__).resolve().parent.parent
+# Memory-backed: tests create thousands of small files and directories (renders, PKI
+# stores), and on a busy disk each create costs milliseconds.
+TMPFS = Path("/dev/shm")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """tmp_path under /dev/shm when it is usable and no other place was asked for."""
+    if (config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ
+            and TMPFS.is_dir() and os.access(TMPFS, os.W_OK | os.X_OK)):
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(TMPFS)
 
 
 def base_spec() -> dict[str, Any]:
