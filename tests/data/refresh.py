@@ -168,13 +168,13 @@ def collect(sources: Iterable[Source] = SOURCES, wanted: Iterable[str] = WANTED,
         for path, content in extract_schemas(docs, wanted).items():
             files[path] = content
             origins[path] = source.origin
-    missing = sorted(entry for entry in wanted if _path_of(entry) not in files)
+    missing = sorted(entry for entry in wanted if entry_path(entry) not in files)
     if missing:
         raise RefreshError("not found in any source: " + ", ".join(missing))
     return files, origins
 
 
-def _path_of(entry: str) -> str:
+def entry_path(entry: str) -> str:
     api, kind = entry.split(" ")
     group, _, version = api.rpartition("/")
     return schema_path(group, kind, version)
@@ -204,13 +204,13 @@ def write(files: dict[str, str], origins: dict[str, str], root: Path = SCHEMA_DI
     return changed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, fetch: Any = download) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
                         help="only report whether tests/data/schemas is up to date")
     args = parser.parse_args(argv)
     try:
-        files, origins = collect()
+        files, origins = collect(fetch=fetch)
     except RefreshError as exc:
         print(f"refresh.py: {exc}", file=sys.stderr)
         print("refresh.py: nothing was changed (the schemas are fetched from GitHub; "

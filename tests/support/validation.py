@@ -3,7 +3,8 @@
 Core kinds go through ``kubernetes-validate`` (strict). Custom resources are
 checked against the CRD ``openAPIV3Schema`` copies in ``tests/data/schemas``,
 converted so that unknown fields are errors (see that directory's INDEX.tsv
-for their origin).
+for their origin; tests/data/refresh.py re-extracts them from upstream and
+lists the kinds kept).
 
 Validators are built once per (apiVersion, kind) and reused: building one means
 parsing its schema (kubernetes-validate's core schemas are megabytes of JSON,
