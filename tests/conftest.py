@@ -25,6 +25,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(TMPFS)
 
 
+# yaml.safe_dump's output, emitted by libyaml when PyYAML has it.
+_SafeDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def base_spec() -> dict[str, Any]:
     """A small valid environment in spec form (keys without the meshboot: prefix)."""
     return {
@@ -51,7 +55,8 @@ def stack_doc(spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 def write_stack(directory: Path, spec: dict[str, Any], env: str = "dev", **extra: Any) -> Path:
     path = directory / f"Pulumi.{env}.yaml"
-    path.write_text(yaml.safe_dump(stack_doc(copy.deepcopy(spec), **extra), sort_keys=False))
+    path.write_text(yaml.dump(stack_doc(copy.deepcopy(spec), **extra), Dumper=_SafeDumper,
+                              sort_keys=False))
     return path
 
 
