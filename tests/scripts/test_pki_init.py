@@ -307,10 +307,17 @@ def stack_export(root_outputs: dict[str, Any], salt_line: str, show_secrets: boo
         ]}}
 
 
-@pytest.mark.parametrize("show_secrets", [False, True])
-def test_from_state_keeps_the_root_pulumi_deployed(tmp_path: Path, show_secrets: bool) -> None:
+@pytest.fixture(scope="module")
+def deployed_root() -> dict[str, Any]:
+    """The root CA outputs `pulumi up` of base_spec() records in the state."""
     run = run_program(with_fake_kubeconfigs(base_spec()))
-    deployed = unwrap_secrets(run.named("mesh1-pki-root").outputs)
+    return dict(unwrap_secrets(run.named("mesh1-pki-root").outputs))
+
+
+@pytest.mark.parametrize("show_secrets", [False, True])
+def test_from_state_keeps_the_root_pulumi_deployed(tmp_path: Path, show_secrets: bool,
+                                                   deployed_root: dict[str, Any]) -> None:
+    deployed = deployed_root
     config = write_stack(tmp_path, base_spec())
     # The stack already has a passphrase salt (pulumi up created it).
     salt_line = "v1:" + base64.b64encode(b"saltsalt").decode() + ":" + \
