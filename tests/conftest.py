@@ -28,6 +28,13 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(TMPFS)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The cyclic GC's passes cost a tenth of the run at Python's default thresholds:
+    renders, YAML trees and Pulumi runs allocate millions of objects. What is alive after
+    collection (modules, test data) lives to the end, so it is frozen out of every pass."""
+    gc.freeze()
+
+
 # yaml.safe_dump's output, emitted by libyaml when PyYAML has it.
 _SafeDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -66,13 +73,6 @@ def write_stack(directory: Path, spec: dict[str, Any], env: str = "dev", **extra
 @pytest.fixture
 def spec() -> dict[str, Any]:
     return base_spec()
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """The cyclic GC's passes cost a tenth of the run at Python's default thresholds:
-    renders, YAML trees and Pulumi runs allocate millions of objects. What is alive after
-    collection (modules, test data) lives to the end, so it is frozen out of every pass."""
-    gc.freeze()
 
 
 _REAL_FSYNC = os.fsync
