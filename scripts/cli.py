@@ -370,8 +370,9 @@ def _preflight_pki(loaded: LoadedSpec, pki_dir: Path, clusters: list[str]) -> bo
         if cluster in mesh_pki.reissued:
             click.echo(f"{cluster}: intermediate would be re-issued on the next run "
                        f"({mesh_pki.reasons.get(cluster, 'missing')})")
+        bundles = mesh_pki.bundle_pems()
         checks = pki_checks(plan, cluster, lambda ref: pki_pem(ref, mesh_pki.root.cert_pem,
-                                                               mesh_pki.intermediates))
+                                                               mesh_pki.intermediates, bundles))
         if checks is None:
             click.echo(f"{cluster}: no {checked_secret(plan.provider)} Secret in the plan "
                        "(a remote runs no istiod): nothing to check")

@@ -116,11 +116,13 @@ class PkiResolver:
 
     def __init__(self, mesh_pki: Any) -> None:
         self.mesh_pki = mesh_pki
+        self.bundles: dict[str, str] = mesh_pki.bundle_pems()
 
     def __call__(self, ref: PkiRef) -> str:
         from stacks.plan import pki_pem
 
-        return pki_pem(ref, self.mesh_pki.root.cert_pem, self.mesh_pki.intermediates)
+        return pki_pem(ref, self.mesh_pki.root.cert_pem, self.mesh_pki.intermediates,
+                       self.bundles)
 
 
 class _Deferred(Exception):
