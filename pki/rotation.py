@@ -46,6 +46,7 @@ __all__ = [
     "advance_problems",
     "advanced",
     "drop_old_allowed_at",
+    "expected_render",
     "phase_from_name",
     "signs_with_new",
     "trusted_roots",
@@ -246,7 +247,8 @@ def advanced(rot: Rotation, clusters: Sequence[str], targets: Sequence[str],
     if rot.phase is Phase.DROP_OLD:
         return None
     ahead = set(rot.ahead) | set(targets)
-    phase, signing_since = rot.phase, rot.signing_since
+    phase: Phase = rot.phase
+    signing_since = rot.signing_since
     if ahead >= set(clusters):
         phase, ahead = Phase(rot.phase + 1), set()
         if phase is Phase.SIGN_WITH_NEW:
