@@ -224,9 +224,9 @@ def advance_problems(rot: Rotation, clusters: Sequence[str], targets: Sequence[s
                     problems.append(f"{c} may not drop the old root before every cluster signs "
                                     f"with the new one ({', '.join(behind)} do not)")
                 allowed = drop_old_allowed_at(rot)
-                if allowed is None or rot.ahead or now < allowed:
+                if allowed is None or now < allowed:
                     when = (f"{allowed.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
-                            if allowed is not None and not rot.ahead else
+                            if allowed is not None else
                             "a workload-certificate lifetime after every cluster signs with "
                             "the new root")
                     problems.append(
