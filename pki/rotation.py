@@ -50,6 +50,7 @@ __all__ = [
     "phase_from_name",
     "signs_with_new",
     "trusted_roots",
+    "with_followers",
 ]
 
 
@@ -255,6 +256,22 @@ def advanced(rot: Rotation, clusters: Sequence[str], targets: Sequence[str],
             signing_since = now   # the last cluster starts signing with the new root now
     return replace(rot, phase=phase, ahead=frozenset(ahead), since=now,
                    signing_since=signing_since, aborted_at=None)
+
+
+def with_followers(targets: Sequence[str], follows: Mapping[str, str]
+                   ) -> tuple[list[str], list[str]]:
+    """``targets`` plus the clusters that follow one of them, and why a target may not move.
+
+    ``follows`` maps a cluster to the cluster whose CA signs its workloads (an
+    Istio remote: its primary's istiod issues its workload certificates, so its
+    phase is its primary's and it never moves on its own).
+    """
+    problems = [f"{t}'s workload certificates come from {follows[t]}'s istiod: advance "
+                f"{follows[t]} (its remotes follow it)" for t in targets
+                if t in follows and follows[t] not in targets]
+    out = list(targets)
+    out += [c for c, lead in follows.items() if lead in targets and c not in out]
+    return out, problems
 
 
 def abort_problems(rot: Rotation, clusters: Sequence[str], now: dt.datetime) -> list[str]:

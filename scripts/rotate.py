@@ -37,6 +37,7 @@ from pki.rotation import (
     drop_old_allowed_at,
     expected_render,
     trusted_roots,
+    with_followers,
 )
 
 EXIT_REFUSED = 2
@@ -121,7 +122,8 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
     if action == "advance":
         targets = list(only) if only else [c for c in clusters
                                            if rot.phase_of(c) == min(rot.phases(clusters).values())]
-        problems = advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered)
+        targets, problems = with_followers(targets, _follows(loaded))
+        problems += advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered)
         if problems:
             _fail(problems, "nothing was changed; see `meshboot rotate root --status`")
         _write(loaded, config, advanced(rot, clusters, targets, now), finish=True)
@@ -130,6 +132,13 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
         if problems:
             _fail(problems)
         _write(loaded, config, aborted(rot, clusters, now), finish=False)
+
+
+def _follows(loaded: LoadedSpec) -> dict[str, str]:
+    """Istio remotes -> their primary (whose istiod signs their workloads)."""
+    if loaded.spec.mesh.provider != "istio":
+        return {}
+    return {c.name: c.primary for c in loaded.spec.clusters if c.is_remote and c.primary}
 
 
 def _state(loaded: LoadedSpec) -> tuple[Rotation, str, str] | None:

@@ -203,3 +203,13 @@ def test_root_resource_accepts_the_next_root_it_was_told_about(two_roots: tuple[
     with pytest.raises(provider_mod.RootReplacementRefused):
         p.diff("id", outs, {**ROOT_INPUTS, "imported_cert_pem": other.cert_pem,
                             "imported_key_pem": other.key_pem})
+
+
+def test_istio_remotes_follow_their_primary() -> None:
+    from pki.rotation import with_followers
+
+    follows = {"central": "east"}
+    assert with_followers(["east"], follows) == (["east", "central"], [])
+    targets, found = with_followers(["central"], follows)
+    assert found and "advance east" in found[0]
+    assert with_followers(["east", "west", "central"], follows)[1] == []
