@@ -204,6 +204,10 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
     if provider == "linkerd":
         lines.append("  3. Linkerd proxies read the trust anchors when injected: restart meshed "
                      "workloads (`kubectl rollout restart`) after trust-both and drop-old")
+    elif rot.phase is Phase.TRUST_BOTH:
+        lines.append("  3. proxies injected before the rotation lack PROXY_CONFIG_XDS_AGENT (set "
+                     "at injection): restart meshed workloads once (`kubectl rollout restart`) "
+                     "so they learn the new root; later phases need no restart")
     if rot.phase >= Phase.SIGN_WITH_NEW and not rot.ahead:
         allowed = drop_old_allowed_at(rot)
         if rot.phase is Phase.SIGN_WITH_NEW and allowed is not None:
