@@ -26,7 +26,7 @@ from typing import Any
 
 from cryptography import x509
 
-from .ca import CA, PROFILES, certs_to_pem, fingerprint, utcnow, verify_issued_by
+from .ca import CA, PROFILES, certs_from_pem, certs_to_pem, fingerprint, utcnow, verify_issued_by
 from .keys import KeyAlgorithm, key_algorithm_of
 from .rotation import RootRotation, signs_with_new, trusted_roots
 
@@ -253,6 +253,21 @@ def build(
         reasons[cluster] = reason or "no intermediate yet"
     return MeshPKI(root=root, intermediates=intermediates, reissued=tuple(reissued),
                    reasons=reasons, new_root=new_root, bundles=bundles)
+
+
+def rotation_bundles(params: PkiParams) -> dict[str, str]:
+    """Cluster -> trust bundle PEM during a root rotation ({} outside one).
+
+    From the parameters alone (the imported current root and the rotation's new
+    root; no private key used, nothing issued): what ``meshboot verify`` compares
+    the live clusters with, equal to :meth:`MeshPKI.bundle_pems` of a built hierarchy.
+    """
+    if params.rotation is None or params.imported_root is None:
+        return {}
+    roots = {"old": certs_from_pem(params.imported_root[0])[0],
+             "new": certs_from_pem(params.rotation.new_root[0])[0]}
+    return {c: certs_to_pem(roots[r] for r in trusted_roots(params.rotation.phase_of(c)))
+            for c in params.clusters}
 
 
 def rotation_root(params: PkiParams, root: CA, now: dt.datetime | None = None) -> CA | None:

@@ -213,3 +213,13 @@ def test_istio_remotes_follow_their_primary() -> None:
     targets, found = with_followers(["central"], follows)
     assert found and "advance east" in found[0]
     assert with_followers(["east", "west", "central"], follows)[1] == []
+
+
+def test_rotation_bundles_match_the_built_hierarchy(two_roots: tuple[CA, CA]) -> None:
+    from pki.hierarchy import build, rotation_bundles
+
+    old, new = two_roots
+    params = _rotating(old, new, Phase.SIGN_WITH_NEW, Phase.TRUST_BOTH)
+    built = build(params, None, {})  # type: ignore[arg-type]
+    assert rotation_bundles(params) == built.bundle_pems()  # type: ignore[arg-type]
+    assert rotation_bundles(make_params()) == {}
