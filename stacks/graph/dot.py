@@ -32,6 +32,16 @@ def label(lines: list[str]) -> str:
     return '"' + "\\n".join(_text(line) for line in lines) + '"'
 
 
+def _cluster_layout(cp: str, gw: str | None, svc: str | None) -> list[str]:
+    """Control plane and gateway side by side, the services under them (layout only)."""
+    out = []
+    if gw is not None:
+        out.append(f"        {{rank=same; {quote(cp)}; {quote(gw)};}}")
+    if svc is not None:
+        out.append(f"        {quote(cp)} -> {quote(svc)} [style=invis];")
+    return out
+
+
 def to_dot(graph: TopologyGraph) -> str:
     """DOT source for ``graph``; same graph, same bytes."""
     ids = node_ids(graph)
@@ -39,7 +49,7 @@ def to_dot(graph: TopologyGraph) -> str:
         "// meshboot graph: generated from the plan; regenerate instead of editing.",
         "digraph meshboot {",
         f"  graph [label={quote(graph.title)}, labelloc=t, fontname={quote(FONT)}, "
-        "rankdir=LR, newrank=true, nodesep=0.3];",
+        "rankdir=TB, newrank=true, nodesep=0.3];",
         f"  node [fontname={quote(FONT)}, fontsize=11];",
         f"  edge [fontname={quote(FONT)}, fontsize=10];",
     ]
@@ -63,9 +73,12 @@ def to_dot(graph: TopologyGraph) -> str:
                     out.append(f"        {quote(ids.gateways[c.name])} "
                                f"[label={label(gateway_label(c.gateway))}, shape=hexagon, "
                                'style=filled, fillcolor="#fff3e0"];')
-                for s in c.services:
-                    out.append(f"        {quote(ids.services[(c.name, s)])} "
-                               f"[label={label([s])}, shape=ellipse, fontsize=10];")
+                if c.services:
+                    out.append(f"        {quote(ids.services[c.name])} "
+                               f"[label={label(list(c.services))}, shape=note, fontsize=10, "
+                               'style=filled, fillcolor="#f1f8e9"];')
+                out += _cluster_layout(ids.control_planes[c.name], ids.gateways.get(c.name),
+                                       ids.services.get(c.name))
                 out.append("      }")
             out.append("    }")
         out.append("  }")

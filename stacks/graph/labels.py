@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stacks.graph.model import ClusterNode, Gateway, TopologyGraph
+from stacks.graph.model import ClusterNode, Gateway
 
 
 def network_label(name: str) -> list[str]:

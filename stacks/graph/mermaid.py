@@ -41,7 +41,7 @@ def _arrow(edge: Edge) -> str:
 def to_mermaid(graph: TopologyGraph) -> str:
     """Mermaid source for ``graph`` (without the Markdown fence); same graph, same bytes."""
     ids = node_ids(graph)
-    out = ["flowchart LR"]
+    out = ["flowchart TB"]
     members: dict[str, list[str]] = {k: [] for k in _CLASSES}
     for n, net in enumerate(graph.networks):
         out.append(f"  subgraph {ids.networks[n]} [{label(network_label(net.name))}]")
@@ -56,9 +56,9 @@ def to_mermaid(graph: TopologyGraph) -> str:
                     gw = ids.gateways[c.name]
                     out.append(f"        {gw}{{{{{label(gateway_label(c.gateway))}}}}}")
                     members["gw"].append(gw)
-                for s in c.services:
-                    svc = ids.services[(c.name, s)]
-                    out.append(f"        {svc}([{label([s])}])")
+                if c.services:
+                    svc = ids.services[c.name]
+                    out.append(f"        {svc}[/{label(list(c.services))}/]")
                     members["svc"].append(svc)
                 out.append("      end")
             out.append("    end")

@@ -229,7 +229,7 @@ class NodeIds:
     clusters: dict[str, str]                      # cluster name -> its box
     control_planes: dict[str, str]                # cluster name -> its control-plane node
     gateways: dict[str, str]
-    services: dict[tuple[str, str], str]          # (cluster, service) -> node
+    services: dict[str, str]                      # cluster name -> its services node
 
     def edge_ends(self, edge: Edge) -> tuple[str, str]:
         target = self.gateways.get(edge.target) if edge.via_gateway else None
@@ -261,7 +261,7 @@ def node_ids(graph: TopologyGraph) -> NodeIds:
                 cps[c.name] = take("cp", c.name)
                 if c.gateway is not None:
                     gws[c.name] = take("gw", c.name)
-                for s in c.services:
-                    svcs[(c.name, s)] = take("svc", f"{c.name} {s}")
+                if c.services:
+                    svcs[c.name] = take("svc", c.name)
         regions.append(tuple(regs))
     return NodeIds(tuple(nets), tuple(regions), clusters, cps, gws, svcs)
