@@ -27,7 +27,7 @@ EXIT_TOOL = 1
 
 
 def _stdout_is_tty() -> bool:
-    return click.get_binary_stream("stdout").isatty()
+    return sys.stdout.isatty()
 
 
 def out_problems(out: str | None, fmt: str, config: Path) -> list[str]:
@@ -109,9 +109,9 @@ def graph(config: Path, fmt: str | None, out: str | None) -> None:
                        "Graphviz. Nothing was written.", err=True)
             sys.exit(EXIT_TOOL)
     if out is None:
-        stream = click.get_binary_stream("stdout")
-        stream.write(data)
-        stream.flush()
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return
     try:
         _write(Path(out), data)

@@ -189,8 +189,8 @@ def topology_graph(spec: Spec, plan: MeshPlan) -> TopologyGraph:
     planned = {cp.cluster for cp in plan.clusters}
     services: dict[str, list[str]] = {}
     for svc in spec.services:
-        for c in running(spec, svc):
-            services.setdefault(c, []).append(f"{svc.name}.{svc.namespace}")
+        for name in running(spec, svc):
+            services.setdefault(name, []).append(f"{svc.name}.{svc.namespace}")
     grouped: dict[str, dict[str | None, list[ClusterNode]]] = {}
     for c in spec.clusters:
         if c.name not in planned:
