@@ -3,10 +3,10 @@
 Every id and string is double-quoted. In a quoted DOT string only ``\\"``
 is an escape (graphviz.org/doc/info/lang.html, "ID"); labels are escString,
 where a backslash starts an escape (``\\n``, ``\\N``, ``\\G`` ...) and ``\\\\``
-is a backslash (graphviz.org/docs/attr-types/escString), and graphviz decodes
-HTML entities (``&amp;``) in every plain label too (lib/common/utils.c htmlEntityUTF8, called by make_label).
-So names have ``&``, ``\\`` and ``"`` escaped, and line breaks are the only
-``\\n`` written.
+is a backslash (graphviz.org/docs/attr-types/escString), and graphviz
+decodes HTML entities (``&amp;``) in plain labels too (lib/common/utils.c
+htmlEntityUTF8, called by make_label). So names have ``&``, ``\\`` and ``"``
+escaped, and line breaks are the only ``\\n`` written.
 Ids are :func:`stacks.graph.model.node_ids`, never names.
 """
 
