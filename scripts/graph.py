@@ -43,7 +43,8 @@ def out_problems(out: str | None, fmt: str, config: Path) -> list[str]:
     if path.is_dir():
         return [f"--out {out}: is a directory (give a file name)"]
     if not parent.is_dir():
-        return [f"--out {out}: directory {parent} does not exist"]
+        what = "is not a directory" if parent.exists() else "does not exist"
+        return [f"--out {out}: {parent} {what}"]
     try:
         if path.exists() and path.resolve() == config.resolve():
             return [f"--out {out}: is the stack file"]

@@ -45,8 +45,15 @@ class Gateway:
     def endpoint(self) -> str:
         if self.address is None:
             return f"LoadBalancer of {self.service}"
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}" if self.port is not None else self.address
+        return _endpoint(self.address, self.port)
+
+
+def _endpoint(address: str, port: object = None) -> str:
+    """``address`` or ``address:port`` (an IPv6 address in brackets)."""
+    if port is None:
+        return address
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -144,10 +151,10 @@ def _gateways(spec: Spec, plan: MeshPlan) -> dict[str, Gateway]:
 
 
 def _address(ref: Any, port: Any = None) -> str | None:
+    """The fixed address a reference names (None: the load balancer's, known at deploy)."""
     if not isinstance(ref, GatewayAddressRef) or ref.fixed is None:
         return None
-    host = f"[{ref.fixed}]" if ":" in ref.fixed else ref.fixed
-    return f"{host}:{port}" if port is not None else ref.fixed
+    return _endpoint(ref.fixed, port)
 
 
 def plan_edges(plan: MeshPlan) -> list[Edge]:
