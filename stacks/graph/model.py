@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from clusters.spec import Spec
+from stacks.istio.topology import EASTWEST, ISTIO_NS
+from stacks.linkerd.topology import GATEWAY, MC_NS
 from stacks.plan import GatewayAddressRef, MeshPlan
 from stacks.traffic.placement import running
 
@@ -137,15 +139,11 @@ def _gateways(spec: Spec, plan: MeshPlan) -> dict[str, Gateway]:
                 continue
             if plan.provider == "istio" and rel.chart == "gateway" \
                     and "networkGateway" in rel.values:
-                out[cp.cluster] = Gateway("east-west gateway",
-                                          f"{rel.namespace}/{rel.values.get('name', rel.release_name)}",
-                                          address)
+                out[cp.cluster] = Gateway("east-west gateway", f"{ISTIO_NS}/{EASTWEST}", address)
             elif plan.provider == "linkerd" and rel.chart == "linkerd-multicluster":
                 gw = rel.values.get("gateway", {})
                 if gw.get("enabled"):
-                    # The chart's gateway Service is `linkerd-gateway` (templates/gateway.yaml).
-                    out[cp.cluster] = Gateway("multicluster gateway",
-                                              f"{rel.namespace}/linkerd-gateway",
+                    out[cp.cluster] = Gateway("multicluster gateway", f"{MC_NS}/{GATEWAY}",
                                               address, gw.get("port"))
     return out
 
