@@ -33,6 +33,8 @@ def test_text_formats_go_to_stdout(stack: Path) -> None:
     mermaid = run("--config", str(stack), "--format", "mermaid")
     assert mermaid.exit_code == 0 and mermaid.stdout.startswith("flowchart TB\n")
     assert "cp_rem1 -.->" in mermaid.stdout
+    # A picture needs no PKI: nothing is created next to the stack file.
+    assert sorted(p.name for p in stack.parent.iterdir()) == [stack.name]
 
 
 def test_linkerd_stack(tmp_path: Path) -> None:
