@@ -493,6 +493,9 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
 from scripts.routes import routes  # noqa: E402, I001
 cli.add_command(routes)
 
+from scripts.verify import verify  # noqa: E402, I001
+cli.add_command(verify)
+
 
 def main() -> None:
     cli(prog_name="meshboot")
