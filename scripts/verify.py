@@ -29,10 +29,12 @@ COLUMNS = ("cluster", "check", "status", "reason", "fix")
 def root_pem(loaded: LoadedSpec, imported: tuple[str, str] | None, pki_dir: Path) -> str | None:
     """The mesh root's certificate PEM: the imported root, else the PKI store's
     ``root/cert.pem`` (checked against meta.json's fingerprint), else None. Reads only."""
-    from pki.ca import certs_from_pem, fingerprint
+    from pki.ca import certs_from_pem, certs_to_pem, fingerprint
 
     if imported is not None:
-        return imported[0]
+        # As render and Pulumi put it in the cluster: the certificate re-encoded
+        # (pki.ca.CA.cert_pem), which is what Linkerd's trust-root hash covers.
+        return certs_to_pem(certs_from_pem(imported[0]))
     meta_path, cert_path = pki_dir / "meta.json", pki_dir / "root" / "cert.pem"
     if not meta_path.is_file():
         return None
@@ -45,7 +47,7 @@ def root_pem(loaded: LoadedSpec, imported: tuple[str, str] | None, pki_dir: Path
     if not isinstance(meta, dict) or len(certs) != 1 \
             or meta.get("root_fingerprint") != fingerprint(certs[0]):
         raise click.ClickException(f"PKI store {pki_dir}: root/cert.pem does not match meta.json")
-    return pem
+    return certs_to_pem(certs)
 
 
 def table(rows: list[dict[str, str]]) -> str:
