@@ -37,12 +37,13 @@ class KubeError(Exception):
     """A request that did not give an answer the checks can use."""
 
     def __init__(self, reason: str, fix: str = "", pending: bool = False,
-                 config: bool = False) -> None:
+                 config: bool = False, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.fix = fix
-        self.pending = pending      # waiting may help (retried until --wait)
-        self.config = config        # the kubeconfig itself is unusable: bad input
+        self.pending = pending          # waiting may help (retried until --wait)
+        self.config = config            # the kubeconfig itself is unusable: bad input
+        self.unreachable = unreachable  # no request to this API server can succeed
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,18 @@ class Kube:
             self._status(what, err.status or 0, err.body or "")
             return None
         except urllib3.exceptions.MaxRetryError as err:
+            if isinstance(err.reason, urllib3.exceptions.SSLError):
+                raise KubeError(f"{server}: TLS handshake failed ({_cause(err.reason)})",
+                                "check certificate-authority[-data] of the kubeconfig context "
+                                f"{self.target.context!r} ({self.target.source})",
+                                unreachable=True) from None
             raise KubeError(f"{server}: unreachable ({_cause(err.reason)})",
                             "check the server address of the kubeconfig context "
                             f"{self.target.context!r} ({self.target.source}) and the network "
-                            "path to it") from None
+                            "path to it", unreachable=True) from None
         except (urllib3.exceptions.HTTPError, OSError) as err:
             raise KubeError(f"{server}: {what}: {_cause(err)}",
-                            "check the API server is reachable") from None
+                            "check the API server is reachable", unreachable=True) from None
         try:
             doc = json.loads(body)
         except ValueError:
@@ -107,7 +113,7 @@ class Kube:
             return
         if status == 401:
             raise KubeError(f"{server}: authentication failed (401 Unauthorized) for {who}",
-                            "renew the credentials in the kubeconfig")
+                            "renew the credentials in the kubeconfig", unreachable=True)
         if status == 403:
             raise KubeError(f"{server}: {what}: 403 Forbidden ({message})",
                             f"grant {who} `get`/`list` on what verify reads (see README)")

@@ -27,6 +27,7 @@ from clusters.kube_client import DEFAULT_TIMEOUT, Kube, KubeError, connect
 from stacks.verify import Check, Finding, Status, Verifier
 
 INTERVAL = 5.0  # seconds between attempts of a pending check
+API_SERVER = "api-server"  # the row of a cluster whose API server cannot be used at all
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,11 @@ class Runner:
         except KubeError as err:
             return [Row(name, "kubeconfig", "fail", err.reason, err.fix, config_error=True)]
         rows: list[Row] = []
-        for i, (check_name, check) in enumerate(self.verifier.checks(name)):
+        for check_name, check in self.verifier.checks(name):
             found, attempts = self.attempt(kube, name, check_name, check, deadline)
             rows += [_row(f, attempts) for f in found]
-            if i == 0 and any(r.check == "api-server" for r in rows):
-                break  # the first check could not reach the API server: the rest cannot either
+            if any(f.check == API_SERVER for f in found):
+                break  # no request to this API server can succeed: one row says why
         return rows
 
     def attempt(self, kube: Kube, cluster: str, name: str, check: Check,
@@ -91,8 +92,8 @@ class Runner:
                 return check(kube)
             except KubeError as err:
                 status: Status = "pending" if err.pending else "fail"
-                what = "api-server" if name == "nodes" and not err.pending else name
-                return [Finding(cluster, what, status, err.reason, err.fix)]
+                return [Finding(cluster, API_SERVER if err.unreachable else name, status,
+                                err.reason, err.fix)]
 
         def stop(state: RetryCallState) -> bool:
             return self.clock() >= deadline

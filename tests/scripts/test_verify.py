@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-from clusters.loader import load_stack_file
+from clusters.loader import load_stack_file, spec_from_config
 from pki.ca import CA
 from scripts.cli import cli
 from stacks.build import build_plan
@@ -29,7 +31,7 @@ from stacks.verify import Verifier
 from stacks.verify_run import Runner, parse_duration
 from tests.conftest import write_stack
 from tests.support import live_mesh as mesh
-from tests.support.kube_api import KubeApi, Reply, Seq, serve, write_kubeconfig
+from tests.support.kube_api import KubeApi, Reply, Seq, serve, server_cert, write_kubeconfig
 
 PROXY = mesh.PROXY
 NS = "/api/v1/namespaces/istio-system"
@@ -210,6 +212,74 @@ def test_bad_credentials_unreachable_server_and_unknown_context(
     result, rows = run(write_stack(tmp_path, spec), "--cluster", "west")
     assert result.exit_code == 2
     assert "prod-west" in row(rows, "west", "kubeconfig")["reason"]
+
+
+def test_https_with_a_relative_certificate_authority(
+        tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
+    """TLS through the real client; `certificate-authority: certs/ca.crt` resolves against the
+    kubeconfig's directory (as kubectl does), not the working directory."""
+    server_ca = CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=2)
+    stranger = CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=2)
+    kube_dir = tmp_path / "kube"
+    (kube_dir / "certs").mkdir(parents=True)
+    (kube_dir / "certs" / "ca.crt").write_text(server_ca.cert_pem)
+    (kube_dir / "certs" / "other.crt").write_text(stranger.cert_pem)
+    spec = mesh.istio_spec()
+    for c in spec["clusters"]:
+        c["kubeconfig"] = f"kube/{c['name']}.yaml"
+    with serve(istio_api(istio_pki), tls=server_cert(server_ca)) as api:
+        config = stack(tmp_path, spec, istio_pki[0], api.url)
+        write_kubeconfig(kube_dir / "east.yaml", api.url, "east", ca_file="certs/ca.crt")
+        write_kubeconfig(kube_dir / "west.yaml", api.url, "west", ca_file="certs/other.crt")
+        result, rows = run(config)
+    assert row(rows, "east", "istiod")["status"] == "ok"
+    assert {r["status"] for r in rows if r["cluster"] == "east"} == {"ok"}
+    west = row(rows, "west", "api-server")
+    assert west["status"] == "fail" and "TLS handshake failed" in west["reason"]
+    assert "certificate-authority" in west["fix"]
+    assert result.exit_code == 1
+
+
+def test_silent_server_and_forbidden_secrets(tmp_path: Path,
+                                             istio_pki: tuple[CA, dict[str, CA]]) -> None:
+    """A server that accepts but never answers gives up after --timeout; 403 fails at once."""
+    api = istio_api(istio_pki)
+    api.clusters["east"][f"{NS}/secrets/cacerts"] = Reply(403, {
+        "kind": "Status", "code": 403, "reason": "Forbidden",
+        "message": 'secrets "cacerts" is forbidden: User "viewer" cannot get resource "secrets" '
+                   'in API group "" in the namespace "istio-system"'})
+    with socket.socket() as silent, serve(api):
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        config = stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url)
+        write_kubeconfig(tmp_path / "kube-west.yaml",
+                         f"http://127.0.0.1:{silent.getsockname()[1]}", "west")
+        started = time.monotonic()
+        result, rows = run(config, "--timeout", "0.3", "--wait", "10m")
+        elapsed = time.monotonic() - started
+    assert elapsed < 5
+    assert "timed out" in row(rows, "west", "api-server")["reason"]
+    r = row(rows, "east", "cacerts")
+    assert r["status"] == "fail" and "403" in r["reason"] and r["attempts"] == 1
+    assert row(rows, "east", "istiod")["status"] == "ok"   # other checks still ran
+    assert result.exit_code == 1
+
+
+def test_checks_follow_the_topology() -> None:
+    """Primary-remote: the remote runs no istiod (no istiod/cacerts/clusterz checks there);
+    the primary checks its remote's secret and sync status and the remote's endpoints."""
+    spec = mesh.istio_spec()
+    spec["clusters"][1].update(role="remote", primary="east", network="net-a")
+    del spec["clusters"][1]["eastWestGateway"]
+    del spec["pki"]["rootCa"]
+    loaded_spec = spec_from_config({f"meshboot:{k}": v for k, v in spec.items()}, "test")
+    plan = build_plan(loaded_spec)
+    verifier = Verifier(loaded_spec, plan)
+    assert [n for n, _ in verifier.checks("east")] == [
+        "nodes", "istiod", "cacerts", "network-label", "eastwest-gateway", "remote-secrets",
+        "clusterz", "endpoints", "proxy-roots"]
+    assert [n for n, _ in verifier.checks("west")] == ["nodes", "network-label", "proxy-roots"]
+    assert verifier._discovered("east") == ["east", "west"]
 
 
 def test_bad_input_exits_2(tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
