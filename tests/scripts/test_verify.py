@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 
 from clusters.loader import load_stack_file, spec_from_config
 from pki.ca import CA
+from pki.store import PkiStore
 from scripts.cli import cli
 from stacks.build import build_plan
 from stacks.plan import PkiRef
@@ -280,6 +281,36 @@ def test_checks_follow_the_topology() -> None:
         "clusterz", "endpoints", "proxy-roots"]
     assert [n for n, _ in verifier.checks("west")] == ["nodes", "network-label", "proxy-roots"]
     assert verifier._discovered("east") == ["east", "west"]
+
+
+def test_root_from_the_pki_store_read_only(tmp_path: Path) -> None:
+    """Without an imported root, the root is the PKI store's (never written); without a store,
+    roots are only compared across clusters (warnings, exit 0)."""
+    spec = mesh.istio_spec()
+    del spec["pki"]["rootCa"]
+    config = write_stack(tmp_path, spec)
+    loaded = load_stack_file(config)
+    store = tmp_path / "pki"
+    mesh_pki = PkiStore(store).load_or_build(build_plan(loaded.spec, loaded.source).pki)
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    api = KubeApi(clusters={c: mesh.istio_cluster(c, mesh_pki.root, mesh_pki.intermediates[c])
+                            for c in ("east", "west")})
+    with serve(api):
+        for c in ("east", "west"):
+            write_kubeconfig(tmp_path / f"kube-{c}.yaml", api.url, c)
+        result, rows = run(config, "--pki-dir", str(store))
+        assert result.exit_code == 0, [r for r in rows if r["status"] != "ok"]
+        assert mesh_pki.root.fingerprint[:16] in row(rows, "east", "cacerts")["reason"]
+        result, rows = run(config, "--pki-dir", str(tmp_path / "nowhere"))
+        assert result.exit_code == 0
+        assert row(rows, "east", "cacerts")["status"] == "warn"
+        assert row(rows, "(mesh)", "trust-roots-identical")["status"] == "ok"
+        (store / "root" / "cert.pem").write_text(CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=1).cert_pem)
+        result, _ = run(config, "--pki-dir", str(store))
+        assert result.exit_code == 2 and "does not match meta.json" in result.output
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.name != "cert.pem"} == \
+        {p: t for p, t in before.items() if p.name != "cert.pem"}
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_bad_input_exits_2(tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
