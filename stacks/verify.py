@@ -27,6 +27,9 @@ Upstream facts used here:
   ``EndpointIndex.Shardz()`` (``pilot/pkg/model/endpointshards.go``):
   hostname -> namespace -> ``{"Shards": {"<provider>/<cluster>": [endpoints]}}``,
   the shard key ``ShardKey.String()`` = ``Kubernetes/<cluster id>``.
+* The roots proxies trust: istiod writes them into ConfigMap ``istio-ca-root-cert``
+  (pilot/pkg/features/experimental.go ``PILOT_CA_CERT_CONFIGMAP``), key
+  ``root-cert.pem`` (pkg/config/constants/constants.go), in every namespace.
 * Remote secrets: ``istio-remote-secret-<cluster>`` labelled
   ``istio/multiCluster: "true"`` (istioctl/pkg/multicluster/remote_secret.go,
   pkg/kube/multicluster/secretcontroller.go ``MultiClusterSecretLabel``).
@@ -151,7 +154,9 @@ def deployment_state(dep: dict[str, Any] | None, name: str) -> tuple[Status, str
     available = int(status.get("availableReplicas") or 0)
     if updated < want:
         return "pending", f"{name}: rolling out ({updated}/{want} updated)"
-    if available < want or want == 0:
+    if want == 0:
+        return "fail", f"{name}: scaled to 0 replicas"
+    if available < want:
         return "pending", f"{name}: {available}/{want} available"
     return "ok", f"{name}: {available}/{want} available"
 

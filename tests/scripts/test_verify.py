@@ -305,7 +305,8 @@ def test_root_from_the_pki_store_read_only(tmp_path: Path) -> None:
         assert result.exit_code == 0
         assert row(rows, "east", "cacerts")["status"] == "warn"
         assert row(rows, "(mesh)", "trust-roots-identical")["status"] == "ok"
-        (store / "root" / "cert.pem").write_text(CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=1).cert_pem)
+        forged = CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=1)
+        (store / "root" / "cert.pem").write_text(forged.cert_pem)
         result, _ = run(config, "--pki-dir", str(store))
         assert result.exit_code == 2 and "does not match meta.json" in result.output
     assert {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.name != "cert.pem"} == \
@@ -420,6 +421,10 @@ def test_only_not_ready_conditions_are_retried(tmp_path: Path,
     del east[f"{NS}/secrets/istio-remote-secret-west"]          # configuration: fail at once
     west = api.clusters["west"]
     west[PROXY + "endpointShardz"] = mesh.data("istio-endpointshardz-east-only.json")  # never ready
+    # istiod not serving yet behind the service proxy: the API server answers 503.
+    west[PROXY + "clusterz"] = Seq([Reply(503, {
+        "kind": "Status", "code": 503, "reason": "ServiceUnavailable",
+        "message": 'no endpoints available for service "istiod"'}), west[PROXY + "clusterz"]])
     clock = FakeClock()
     with serve(api):
         config = stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url)
@@ -437,6 +442,7 @@ def test_only_not_ready_conditions_are_retried(tmp_path: Path,
     # Configuration errors: one attempt, whatever --wait says.
     assert attempts["east", "remote-secret:west"] == ("fail", 1)
     assert attempts["east", "cacerts"] == ("ok", 1)
+    assert attempts["west", "clusterz:east"] == ("ok", 2)
     # Never ready: retried until the deadline, then failed saying so.
     status, tries = attempts["west", "endpoints:reviews.bookinfo"]
     assert status == "fail" and tries > 2
