@@ -92,7 +92,7 @@ def verify(config: Path, only: tuple[str, ...], wait: str, as_json: bool, pki_di
     from scripts.cli import _fail_spec, _load, default_pki_dir
     from stacks.build import build_plan
     from stacks.plan import pki_pem
-    from stacks.verify import Verifier
+    from stacks.verify import verifier
     from stacks.verify_run import Runner, parse_duration
 
     try:
@@ -123,7 +123,7 @@ def verify(config: Path, only: tuple[str, ...], wait: str, as_json: bool, pki_di
                    "root: roots are compared across clusters only", err=True)
     trust = (lambda ref: pki_pem(ref, root, {})) if root is not None else None
     clusters = [c for c in loaded.spec.cluster_names if not only or c in only]
-    runner = Runner(Verifier(loaded.spec, plan, trust), loaded.base_dir, wait=seconds,
+    runner = Runner(verifier(loaded.spec, plan, trust), loaded.base_dir, wait=seconds,
                     timeout=timeout)
     rows = runner.run(clusters)
     docs = [r.as_dict() for r in rows]

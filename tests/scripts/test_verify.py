@@ -27,8 +27,9 @@ from pki.ca import CA
 from pki.store import PkiStore
 from scripts.cli import cli
 from stacks.build import build_plan
+from stacks.istio.verify import IstioVerifier
 from stacks.plan import PkiRef
-from stacks.verify import Verifier
+from stacks.verify import Verifier, verifier
 from stacks.verify_run import Runner, parse_duration
 from tests.conftest import write_stack
 from tests.support import live_mesh as mesh
@@ -275,12 +276,13 @@ def test_checks_follow_the_topology() -> None:
     del spec["pki"]["rootCa"]
     loaded_spec = spec_from_config({f"meshboot:{k}": v for k, v in spec.items()}, "test")
     plan = build_plan(loaded_spec)
-    verifier = Verifier(loaded_spec, plan)
-    assert [n for n, _ in verifier.checks("east")] == [
+    checker = verifier(loaded_spec, plan)
+    assert isinstance(checker, IstioVerifier)
+    assert [n for n, _ in checker.checks("east")] == [
         "nodes", "istiod", "cacerts", "network-label", "eastwest-gateway", "remote-secrets",
         "clusterz", "endpoints", "proxy-roots"]
-    assert [n for n, _ in verifier.checks("west")] == ["nodes", "network-label", "proxy-roots"]
-    assert verifier._discovered("east") == ["east", "west"]
+    assert [n for n, _ in checker.checks("west")] == ["nodes", "network-label", "proxy-roots"]
+    assert checker._discovered("east") == ["east", "west"]
 
 
 def test_root_from_the_pki_store_read_only(tmp_path: Path) -> None:
@@ -366,7 +368,7 @@ def _verifier(config: Path, trust_pem: str) -> Verifier:
         assert ref.item == "root-cert"
         return trust_pem
 
-    return Verifier(loaded.spec, plan, trust)
+    return verifier(loaded.spec, plan, trust)
 
 
 def test_rotation_half_applied(tmp_path: Path, linkerd_pki: tuple[CA, CA, dict[str, CA]]) -> None:
@@ -430,8 +432,8 @@ def test_only_not_ready_conditions_are_retried(tmp_path: Path,
         config = stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url)
         loaded = load_stack_file(config)
         plan = build_plan(loaded.spec, loaded.source, loaded.base_dir)
-        verifier = Verifier(loaded.spec, plan, lambda ref: istio_pki[0].cert_pem)
-        runner = Runner(verifier, tmp_path, wait=parse_duration("2m"), clock=clock,
+        checker = verifier(loaded.spec, plan, lambda ref: istio_pki[0].cert_pem)
+        runner = Runner(checker, tmp_path, wait=parse_duration("2m"), clock=clock,
                         sleep=clock.sleep, interval=5)
         rows = [r.as_dict() for r in runner.run(["east", "west"])]
     attempts = {(r["cluster"], r["check"]): (r["status"], r["attempts"]) for r in rows}
