@@ -495,6 +495,9 @@ cli.add_command(routes)
 from scripts.graph import graph  # noqa: E402, I001
 cli.add_command(graph)
 
+from scripts.verify import verify  # noqa: E402, I001
+cli.add_command(verify)
+
 
 def main() -> None:
     cli(prog_name="meshboot")
