@@ -86,7 +86,7 @@ def make_urn(stack: str, project: str, parent_type: str | None, type_: str, name
     return f"urn:pulumi:{stack}::{project}::{qualified}::{name}"
 
 
-Kind = Literal["component", "provider", "pki", "release", "objects", "secret", "read"]
+Kind = Literal["component", "provider", "pki", "release", "objects", "object", "secret", "read"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,8 @@ def program_resources(plan: MeshPlan, stack: str, project: str) -> list[ProgramR
 
     ``stack`` is the bare stack name (``dev`` of ``org/project/dev``): URNs hold no
     organisation. The children a ``ConfigGroup`` creates in the provider are not
-    listed (they are named by the provider from the objects).
+    objects a ``ConfigGroup`` registers (kind ``object``) are named as the provider
+    names them (:func:`config_group_child`).
     """
     env_type = ENVIRONMENT
     cm_type = f"{ENVIRONMENT}${CLUSTER_MESH}"
@@ -129,7 +130,12 @@ def program_resources(plan: MeshPlan, stack: str, project: str) -> list[ProgramR
         out.append(res(env_type, CLUSTER_MESH, c, "component", cluster=c))
         out.append(res(cm_type, K8S_PROVIDER, provider_name(c), "provider", cluster=c))
         for step in cp.steps:
-            out += _step_resources(step, c, lambda *a, **k: res(cm_type, *a, **k))
+            for r in _step_resources(step, c, lambda *a, **k: res(cm_type, *a, **k)):
+                out.append(r)
+                if r.kind == "objects":
+                    out += [res(f"{cm_type}${CONFIG_GROUP}", *config_group_child(r.name, obj),
+                                "object", cluster=c, step=step.name)
+                            for obj in step.objects if not is_secret(obj)]
             for ref in _refs(step):
                 if isinstance(ref, KubeconfigRef):
                     r = res(cm_type, SECRET, token_read_name(ref.target, ref.token_secret[1]),
@@ -141,6 +147,22 @@ def program_resources(plan: MeshPlan, stack: str, project: str) -> list[ProgramR
                     continue
                 reads.setdefault(r.urn, r)
     return out + sorted(reads.values(), key=lambda r: r.urn)
+
+
+def k8s_type_token(api_version: str, kind: str) -> str:
+    """pulumi-kubernetes' type token of a kind: ``kubernetes:<group>/<version>:<Kind>``,
+    the core group as ``core/v1`` (sdk/go/kubernetes/yaml/v2/kinds.go ``RegisterResource``,
+    whose fallback for custom resources is the same pattern)."""
+    return f"kubernetes:{'core/v1' if api_version == 'v1' else api_version}:{kind}"
+
+
+def config_group_child(group: str, obj: dict[str, Any]) -> tuple[str, str]:
+    """(type, name) of the resource a ``yaml/v2`` ConfigGroup named ``group`` registers
+    for ``obj``: ``<group>:[<namespace>/]<name>`` (the resource prefix defaults to the
+    component's name; provider/pkg/provider/yaml/v2/configgroup.go and yaml.go ``register``)."""
+    meta = obj.get("metadata") or {}
+    name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+    return k8s_type_token(obj["apiVersion"], obj["kind"]), f"{group}:{name}"
 
 
 def _step_resources(step: Step, cluster: str, res: Any) -> list[ProgramResource]:

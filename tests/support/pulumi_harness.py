@@ -11,7 +11,8 @@ The mocks behave like the engine where it matters:
 - with ``previous`` (an earlier run standing in for the stack's state), a PKI
   dynamic resource already there goes through its provider's ``diff``/``update``
   as in ``pulumi up``, so an unchanged CA keeps its certificate and key;
-- ``rebuilt`` clusters hand out new tokens (a lost cluster rebuilt).
+- ``rebuilt`` clusters hand out new tokens and load-balancer addresses (a lost
+  cluster rebuilt).
 
 The recording monitor keeps every ``RegisterResourceRequest`` (parent,
 provider, dependencies, additionalSecretOutputs), which the mocks API alone
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import runpy
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,9 +142,12 @@ class EngineLikeMocks(pmocks.Mocks):
                          "ca.crt": base64.b64encode(FAKE_CA.encode()).decode()},
             }
         if args.typ == "kubernetes:core/v1:Service" and args.resource_id:
+            net = "203.0.113" if args.name.split("-", 1)[0] in self.rebuilt else "198.51.100"
             return args.resource_id, {
                 "metadata": {"name": args.resource_id.split("/", 1)[1]},
-                "status": {"loadBalancer": {"ingress": [{"ip": f"198.51.100.{self.counter % 250}"}]}},
+                # From the name, not the registration order: the same in every run.
+                "status": {"loadBalancer": {"ingress": [
+                    {"ip": f"{net}.{zlib.crc32(args.name.encode()) % 250 + 1}"}]}},
             }
         return f"{args.name}-id", inputs
 
