@@ -119,13 +119,13 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
                "pulumi-kubernetes replaces a provider whose cluster changed\n"
                f"      {dr.provider_urn}")
     click.echo(f"  {len(dr.recreated)} resources of {cluster} are re-created on the new cluster "
-               "with the same inputs (namespaces, charts, CA Secret, policy)")
+               "with the same inputs (its namespaces, Helm releases, Secrets, mesh objects)")
     for r in dr.address_readers:
         click.echo(f"  {r.name} in {r.cluster}: uses {cluster}'s east-west gateway address "
                    f"(updated if it changed)\n      {r.urn}")
-    click.echo("\nCommands (from the directory of Pulumi.yaml):")
+    click.echo("\nCommands (from the directory of Pulumi.yaml, PULUMI_CONFIG_PASSPHRASE set):")
     for i, command in enumerate(commands(dr, loaded.source), start=1):
-        click.echo(f"\n# {i}.\n{command}")
+        click.echo(f"\n# {i}. {command[2:]}")
 
 
 def _project(base_dir: Path) -> str:

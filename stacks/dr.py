@@ -174,7 +174,11 @@ def commands(dr: DrPlan, config: str, verify: bool = True) -> list[str]:
     up = [f"pulumi up --stack {stack} --target-dependents"]
     up += [f"  --target '{u}'" for u in dr.up_targets]
     up += [f"  --replace '{u}'" for u in dr.replace]
-    out = [" \\\n".join(refresh), " \\\n".join(up)]
+    c = dr.cluster
+    out = [f"# forget {c}'s lost objects: unreachable (old cluster) or not found (new one)\n"
+           + " \\\n".join(refresh),
+           f"# create them on the new {c}; re-issue the credentials that involve {c}\n"
+           + " \\\n".join(up)]
     if verify:
-        out.append(f"meshboot verify --config {config} --cluster {dr.cluster}")
+        out.append(f"# check the live mesh\nmeshboot verify --config {config} --cluster {c}")
     return out
