@@ -128,6 +128,36 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
         click.echo(f"\n# {i}. {command[2:]}")
 
 
+@dr.command("adopt")
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path),
+              help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
+@click.option("--stack", "stack", default=None,
+              help="Pulumi stack name (default: <env> of Pulumi.<env>.yaml).")
+@click.option("--project", "project", default=None,
+              help="Pulumi project name in the URNs (default: from Pulumi.yaml, else meshboot).")
+def dr_adopt_cmd(config: Path, stack: str | None, project: str | None) -> None:
+    """Pulumi state lost, clusters alive: print the commands that re-adopt the live mesh."""
+    from stacks.dr import adopt_commands
+
+    loaded = _load(config)
+    plan = _plan(loaded)
+    if plan.pki.imported_root is None:
+        click.echo(f"error: {loaded.source}: no meshboot:pki.rootCa: with the state gone, "
+                   "the next `pulumi up` would generate a new root and the running clusters "
+                   "would stop trusting each other. Put the deployed root into the stack file "
+                   f"first (`meshboot pki init --config {loaded.source} --from-store DIR`, or "
+                   "from a `pulumi stack export` backup with --from-state).", err=True)
+        sys.exit(EXIT_SPEC)
+    stack_name = stack or loaded.env
+    click.echo(f"Re-adopting mesh {plan.mesh_id} ({plan.provider}) into an empty stack "
+               f"{stack_name}. A `pulumi stack export` backup is simpler: `pulumi stack import "
+               "--file BACKUP` then `pulumi refresh`. Otherwise, with PULUMI_CONFIG_PASSPHRASE "
+               "set, from the directory of Pulumi.yaml:")
+    for i, command in enumerate(adopt_commands(plan, stack_name,
+                                               project or _project(loaded.base_dir)), start=1):
+        click.echo(f"\n# {i}. {command[2:]}")
+
+
 def _project(base_dir: Path) -> str:
     """The Pulumi project's ``name`` (URNs hold it); ``meshboot`` (this repository's) if
     there is no readable Pulumi.yaml next to the stack file."""

@@ -182,3 +182,43 @@ def commands(dr: DrPlan, config: str, verify: bool = True) -> list[str]:
     if verify:
         out.append(f"# check the live mesh\nmeshboot verify --config {config} --cluster {c}")
     return out
+
+
+def adopt_commands(plan: MeshPlan, stack: str, project: str) -> list[str]:
+    """Pulumi state lost, clusters alive: re-adopt every live object meshboot created.
+
+    Plain objects and Secrets are taken over by the run with
+    ``MESHBOOT_ADOPT_EXISTING=1`` (the providers' ``upsertExistingObjects``).
+    Helm releases are not objects the provider can upsert (Helm refuses to
+    install a release name in use), so each is imported under its ClusterMesh
+    component with its cluster's provider (``pulumi import TYPE NAME ID --parent
+    name=URN --provider name=URN``; a Release's import ID is
+    ``<namespace>/<release>``, pulumi-kubernetes ``helm_release.go`` ``Read``).
+    """
+    resources = program_resources(plan, stack.rsplit("/", 1)[-1], project)
+    components = [r.urn for r in resources if r.kind == "component"]
+    providers = {r.cluster: r.urn for r in resources if r.kind == "provider"}
+    cms = {r.cluster: r.urn for r in resources
+           if r.kind == "component" and r.cluster is not None}
+    first = [f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {stack}"]
+    first += [f"  --target '{u}'" for u in [*components, *providers.values()]]
+    out = ["# the components and one provider per cluster, nothing in the clusters yet\n"
+           + " \\\n".join(first)]
+    imports = []
+    for cp in plan.clusters:
+        for step in cp.steps:
+            rel = step.release
+            if rel is None:
+                continue
+            r = next(x for x in resources if x.kind == "release" and x.cluster == cp.cluster
+                     and x.step == step.name)
+            imports.append(
+                f"pulumi import --stack {stack} --yes --protect=false '{r.type}' {r.name} "
+                f"{rel.namespace}/{rel.release_name} \\\n  --parent 'cluster={cms[cp.cluster]}' "
+                f"\\\n  --provider 'k8s={providers[cp.cluster]}'")
+    out.append("# the Helm releases, as they are installed\n" + "\n".join(imports))
+    out.append("# everything else, taken over where it exists (server-side apply upsert)\n"
+               f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {stack}")
+    out.append("# back to refusing objects that already exist; expect no other change\n"
+               f"pulumi up --stack {stack}\npulumi preview --stack {stack} --expect-no-changes")
+    return out

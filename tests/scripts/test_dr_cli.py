@@ -132,3 +132,33 @@ def test_root_in_the_stack_file_is_enough(tmp_path: Path) -> None:
     wrong = invoke("dr", "plan", "--config", str(config), "--cluster", "west",
                    env={"PULUMI_CONFIG_PASSPHRASE": "wrong"})
     assert wrong.exit_code == 2 and "Traceback" not in wrong.output
+
+
+def test_adopt_refuses_without_the_root_in_the_stack_file(rendered: Path) -> None:
+    result = invoke("dr", "adopt", "--config", str(rendered))
+    assert result.exit_code == 2
+    assert "meshboot:pki.rootCa" in result.output and "--target" not in result.output
+
+
+def test_adopt_imports_every_release_where_the_program_puts_it(tmp_path: Path) -> None:
+    spec = three()
+    config = write_stack(tmp_path, spec)
+    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+    result = invoke("dr", "adopt", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    imports = re.findall(r"pulumi import --stack dev --yes --protect=false "
+                         r"'kubernetes:helm\.sh/v3:Release' (\S+) (\S+) \\\n"
+                         r"  --parent 'cluster=([^']+)' \\\n  --provider 'k8s=([^']+)'",
+                         result.output)
+    run = run_program(with_fake_kubeconfigs(spec), stack="dev")
+    releases = {r.name: r for r in run.of_type("kubernetes:helm.sh/v3:Release")}
+    assert sorted(name for name, *_ in imports) == sorted(releases)
+    for name, release_id, parent, provider in imports:
+        r = releases[name]
+        assert release_id == f"{r.inputs['namespace']}/{r.inputs['name']}"
+        assert parent == r.parent
+        assert r.provider.rsplit("::", 1)[0] == provider
+    targets = urns(result.output)
+    assert targets and set(targets) <= {r.urn for r in run.resources}
+    assert "MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack dev\n" in result.output
+    assert "pulumi preview --stack dev --expect-no-changes" in result.output
