@@ -106,10 +106,11 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     click.echo("Kept (the mesh's identity):")
     for what, value in dr.kept:
         click.echo(f"  {what:<16} {value}")
-    click.echo(f"  {issuer:<16} {status.why}")
+    if not status.reissued:
+        click.echo(f"  {issuer:<16} {status.why}")
     click.echo("\nRe-issued (credentials that involve " + cluster + "):")
     if status.reissued and dr.intermediate_urn:
-        click.echo(f"  {issuer} of {cluster}\n      {dr.intermediate_urn}")
+        click.echo(f"  {issuer} of {cluster}: {status.why}\n      {dr.intermediate_urn}")
     for c in dr.reissued:
         click.echo(f"  Secret {c.namespace}/{c.name} in {c.cluster}: {c.why}\n      {c.urn}")
     if not dr.reissued:

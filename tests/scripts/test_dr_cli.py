@@ -120,10 +120,17 @@ def test_project_name_from_pulumi_yaml(rendered: Path, tmp_path: Path) -> None:
     assert printed and all(u.startswith("urn:pulumi:dev::platform-mesh::") for u in printed)
 
 
-def test_root_in_the_stack_file_is_enough(tmp_path: Path) -> None:
-    """The whole environment lost: stack file + passphrase, no PKI store anywhere."""
-    config = write_stack(tmp_path, three())
+@pytest.fixture(scope="module")
+def with_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stack file holding the root (meshboot pki init), no PKI store."""
+    config = write_stack(tmp_path_factory.mktemp("root"), three())
     assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+    return config
+
+
+def test_root_in_the_stack_file_is_enough(with_root: Path) -> None:
+    """The whole environment lost: stack file + passphrase, no PKI store anywhere."""
+    config, tmp_path = with_root, with_root.parent
     result = invoke("dr", "plan", "--config", str(config), "--cluster", "west")
     assert result.exit_code == 0, result.output
     assert "meshboot:pki.rootCa" in result.output
@@ -140,10 +147,8 @@ def test_adopt_refuses_without_the_root_in_the_stack_file(rendered: Path) -> Non
     assert "meshboot:pki.rootCa" in result.output and "--target" not in result.output
 
 
-def test_adopt_imports_every_release_where_the_program_puts_it(tmp_path: Path) -> None:
-    spec = three()
-    config = write_stack(tmp_path, spec)
-    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+def test_adopt_imports_every_release_where_the_program_puts_it(with_root: Path) -> None:
+    spec, config = three(), with_root
     result = invoke("dr", "adopt", "--config", str(config))
     assert result.exit_code == 0, result.output
     imports = re.findall(r"pulumi import --stack dev --yes --protect=false "

@@ -18,7 +18,6 @@ from tests.support.pulumi_harness import PROVIDER, run_program, with_fake_kubeco
     ({}, False),
     ({"PULUMI_K8S_UPSERT_EXISTING_OBJECTS": "true"}, False),
     ({"MESHBOOT_ADOPT_EXISTING": "1"}, True),
-    ({"MESHBOOT_ADOPT_EXISTING": "yes"}, False),
 ])
 def test_providers_carry_upsert_existing_objects(monkeypatch: pytest.MonkeyPatch,
                                                  env: dict[str, str], wanted: bool) -> None:
