@@ -258,3 +258,14 @@ def test_stack_and_project_in_urns(rebuild: dict[str, Any]) -> None:
                     IntermediateStatus(reissued=False, why="kept"))
     assert [u.replace("urn:pulumi:prod::platform::", "urn:pulumi:dev::meshboot::")
             for u in other.up_targets] == dr.up_targets
+
+
+def test_urn_function_names_every_resource_the_program_registers(rebuild: dict[str, Any]) -> None:
+    from stacks.pulumi_urns import program_resources
+
+    computed = program_resources(rebuild["plan"], "dev", "meshboot")
+    graph = rebuild["after"]
+    assert {r.urn for r in computed if r.kind != "object"} == set(by_urn(graph))
+    assert {r.urn for r in computed if r.kind == "object"} == children(graph)
+    types = {r.urn: r.type for r in graph.resources}
+    assert all(types[r.urn] == r.type for r in computed if r.kind != "object")
