@@ -497,6 +497,8 @@ cli.add_command(graph)
 
 from scripts.verify import verify  # noqa: E402, I001
 cli.add_command(verify)
+from scripts.dr import dr  # noqa: E402, I001
+cli.add_command(dr)
 
 
 def main() -> None:
