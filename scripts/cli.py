@@ -510,6 +510,13 @@ from scripts.routes import routes  # noqa: E402, I001
 cli.add_command(routes)
 from scripts.rotate import rotate  # noqa: E402, I001
 cli.add_command(rotate)
+from scripts.graph import graph  # noqa: E402, I001
+cli.add_command(graph)
+
+from scripts.verify import verify  # noqa: E402, I001
+cli.add_command(verify)
+from scripts.dr import dr  # noqa: E402, I001
+cli.add_command(dr)
 
 
 def main() -> None:
