@@ -266,14 +266,16 @@ def replace_file(path: Path, text: str) -> None:
         raise
 
 
-def with_pki_entries(text: str, doc: dict[str, Any], entries: dict[str, Any]) -> str:
+def with_pki_entries(text: str, doc: dict[str, Any], entries: dict[str, Any],
+                     salt_line: str | None = None) -> str:
     """``text`` with keys of ``meshboot:pki`` set to ``entries``' values (None: removed).
 
     For ``meshboot rotate root``, which rewrites ``rotation`` (and, when a rotation
     finishes, ``rootCa``) in an existing block mapping ``meshboot:pki``. Values are
     plain data as :func:`clusters.stack_yaml.parse` returns it (a secure value is
     ``{"secure": "v1:..."}``, written back verbatim). Every other line stays as it
-    was; the result must parse to exactly ``doc`` with those keys changed.
+    was; the result must parse to exactly ``doc`` with those keys changed (and
+    ``encryptionsalt: salt_line`` added before ``config`` when given).
     """
     if not text.endswith("\n"):
         text += "\n"
@@ -300,8 +302,12 @@ def with_pki_entries(text: str, doc: dict[str, Any], entries: dict[str, Any]) ->
                 edits.append((at, at, block))
     for start, stop, block in sorted(edits, reverse=True):
         lines[start:stop] = [block] if block else []
+    if salt_line is not None:
+        lines.insert(config[0].start_mark.line, f"encryptionsalt: {salt_line}\n")
     new_text = "".join(lines)
     want = copy.deepcopy(doc)
+    if salt_line is not None:
+        want["encryptionsalt"] = salt_line
     want_pki = want["config"][PKI_KEY]
     for key, value in entries.items():
         if value is None:

@@ -252,11 +252,11 @@ def _raw_doc(loaded: LoadedSpec, config: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _replace(loaded: LoadedSpec, config: Path, text: str, doc: dict[str, Any],
-             entries: dict[str, Any]) -> None:
+             entries: dict[str, Any], salt_line: str | None = None) -> None:
     from clusters.stackfile import StackFileError, replace_file, with_pki_entries
 
     try:
-        replace_file(config, with_pki_entries(text, doc, entries))
+        replace_file(config, with_pki_entries(text, doc, entries, salt_line))
     except StackFileError as err:
         _fail([f"{loaded.source}: {err}"])
 
@@ -311,9 +311,6 @@ def _start(loaded: LoadedSpec, config: Path, cert_file: Path | None,
     except StackFileError as err:
         _fail([f"{source}: {err}"])
         return
-    if salt_line is not None:
-        _fail([f"{source}: the stack file has no encryptionsalt although its root key is "
-               "set: set the new root with `pulumi config set --path --secret` instead"])
     params = pki_params(loaded.spec, loaded.base_dir)
     try:
         current = resolve_root(params, None)
@@ -336,7 +333,10 @@ def _start(loaded: LoadedSpec, config: Path, cert_file: Path | None,
     rot = Rotation(Phase.TRUST_BOTH, since=now)
     value = _rotation_value(rot, {"certPem": new.cert_pem,
                                   "keyPem": {"secure": crypter.encrypt(new.key_pem)}})
-    _replace(loaded, config, text, doc, {"rotation": value})
+    _replace(loaded, config, text, doc, {"rotation": value}, salt_line)
+    if salt_line is not None:
+        click.echo(f"{source}: added encryptionsalt (passphrase secrets provider, as "
+                   "`pulumi stack init --secrets-provider passphrase` does)")
     click.echo(f"{source}: root rotation started: phase trust-both; new root SHA-256 "
                f"{fingerprint(new.cert)} (key stored as a secure value)")
     click.echo("every cluster now trusts the old and the new root and still signs with the "

@@ -454,3 +454,21 @@ def test_unusable_new_root_is_a_spec_error(env: Env) -> None:
     assert result.exit_code == 2
     assert "meshboot:pki.rotation.newRoot" in result.output
     assert not env.out.exists()
+
+
+def test_start_with_a_root_from_files_adds_the_encryption_salt(tmp_path: Path) -> None:
+    root = CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=100)
+    (tmp_path / "root.pem").write_text(root.cert_pem)
+    (tmp_path / "root-key.pem").write_text(root.key_pem)
+    spec = base_spec()
+    spec["pki"]["rootCa"] = {"certFile": "root.pem", "keyFile": "root-key.pem"}
+    e = Env(tmp_path, "istio")
+    e.config = write_stack(tmp_path, spec)
+    out = e.rotate()
+    assert "added encryptionsalt" in out
+    doc = yaml.safe_load(e.config.read_text())
+    assert doc["encryptionsalt"].startswith("v1:")
+    assert doc["config"]["meshboot:pki"]["rootCa"] == {"certFile": "root.pem",
+                                                       "keyFile": "root-key.pem"}
+    e.render()
+    assert len(bundles(e.out, "istio")["east"]) == 2
