@@ -283,8 +283,8 @@ def with_pki_entries(text: str, doc: dict[str, Any], entries: dict[str, Any],
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     config = _find(root, "config") if isinstance(root, yaml.MappingNode) else None
     pki = _find(config[1], PKI_KEY) if config and isinstance(config[1], yaml.MappingNode) else None
-    if pki is None or not isinstance(pki[1], yaml.MappingNode) or pki[1].flow_style \
-            or not pki[1].value:
+    if config is None or pki is None or not isinstance(pki[1], yaml.MappingNode) \
+            or pki[1].flow_style or not pki[1].value:
         raise StackFileError(f"{PKI_KEY} must be a block mapping to be edited in place")
     pairs = list(pki[1].value)
     indent = pairs[0][0].start_mark.column
