@@ -8,9 +8,9 @@ setting.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from clusters.linkerd_spec import LinkerdSpec
 from clusters.models import Model
@@ -64,7 +64,17 @@ class NewRootSpec(Model):
 
 
 ROTATION_PHASES = ("trust-both", "sign-with-new", "drop-old")
-RotationPhase = Literal["trust-both", "sign-with-new", "drop-old"]
+
+
+def _phase_number(value: object) -> object:
+    """A phase may be given by its number (1, 2, 3) as in the issue's list; kept as its name."""
+    if type(value) is int and 1 <= value <= len(ROTATION_PHASES):
+        return ROTATION_PHASES[value - 1]
+    return value
+
+
+RotationPhase = Annotated[Literal["trust-both", "sign-with-new", "drop-old"],
+                          BeforeValidator(_phase_number)]
 
 
 class RotationSpec(Model):
