@@ -6,7 +6,10 @@ not trust yet cuts the mesh in two. Upstream's procedures (Istio: "Plug in CA
 certificates", https://istio.io/latest/docs/tasks/security/cert-management/plugin-ca-cert/,
 and the multi-root support behind ``ISTIO_MULTIROOT_MESH``, istio/istio
 ``pilot/pkg/bootstrap/istio_ca.go`` ``handleEvent``: a changed ``root-cert.pem`` is
-taken only when one bundle is a subset of the other; Linkerd: "Manually rotating
+taken only when one bundle is a subset of the other; the issues behind it:
+istio/istio#31111 "Support Multiple Trust Anchors in a TrustBundle", #30947
+"Better root cert rotation support in Istio", #50420 and #55005 on rotating with
+``ISTIO_MULTIROOT_MESH`` + ``PROXY_CONFIG_XDS_AGENT``; Linkerd: "Manually rotating
 control plane TLS credentials", section "Rotating the trust anchor",
 https://linkerd.io/2-edge/tasks/manually-rotating-control-plane-tls-credentials/:
 bundle the new anchor with the old one, re-issue the issuer under the new

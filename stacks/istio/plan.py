@@ -160,7 +160,8 @@ def _multi_root(values: dict[str, Any], mesh_config: dict[str, Any]) -> None:
     to proxies (pilot/pkg/xds/pcds.go); ``PROXY_CONFIG_XDS_AGENT`` (pilot/cmd/
     pilot-agent/options/options.go) makes the agent take it over xDS, so proxies
     learn roots without restarts. Both as upstream's own rotation test sets them
-    (tests/integration/security/cacert_rotation/main_test.go); the istiod chart
+    (tests/integration/security/cacert_rotation/main_test.go; istio/istio#50420,
+    #55005: without them proxies keep the old root); the istiod chart
     takes env as ``env`` (istio-discovery templates/deployment.yaml) and agent
     settings as ``meshConfig.defaultConfig.proxyMetadata``. Primaries only: a
     remote runs no istiod, its proxies get their config from the primary.
