@@ -278,9 +278,11 @@ def _write(loaded: LoadedSpec, config: Path, rot: Rotation | None, finish: bool)
         _replace(loaded, config, text, doc, {"rootCa": {"certPem": raw_new["certPem"],
                                                         "keyPem": raw_new["keyPem"]},
                                              "rotation": None})
+        extra = (": istiod's multi-root settings are removed again"
+                 if loaded.spec.mesh.provider == "istio" else "")
         click.echo(f"{source}: rotation finished: meshboot:pki.rootCa is the new root; "
-                   "meshboot:pki.rotation removed. Render and apply (or `pulumi up`) once more: "
-                   "istiod's multi-root settings are removed again.")
+                   "meshboot:pki.rotation removed. Render and apply (or `pulumi up`) once more"
+                   f"{extra}.")
     else:
         _replace(loaded, config, text, doc, {"rotation": None})
         click.echo(f"{source}: rotation aborted: meshboot:pki.rotation removed, the old root "
