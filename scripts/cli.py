@@ -263,6 +263,9 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
         click.echo(f"warning: {line}", err=True)
     click.echo(f"root CA: SHA-256 {root_fp} ({_describe_root(source, pki_dir, loaded)})")
     if mesh_pki.new_root is not None and loaded.spec.pki.rotation is not None:
+        from scripts.rotate import record_render
+
+        record_render(loaded, out, plan, mesh_pki)
         click.echo(f"root rotation: phase {loaded.spec.pki.rotation.phase}, new root SHA-256 "
                    f"{fingerprint(mesh_pki.new_root.cert)} (`meshboot rotate root --status`)")
     if previous and root_fp not in previous:

@@ -42,6 +42,7 @@ from pki.rotation import (
 
 EXIT_REFUSED = 2
 MARKER = ".meshboot-render.json"
+RECORD = "rotation-render.json"
 
 
 def _now() -> dt.datetime:
@@ -77,8 +78,9 @@ def rotate() -> None:
 @click.option("--cluster", "only", multiple=True, metavar="NAME",
               help="--advance: move only this cluster (repeatable); the others follow later.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
-              help="Where the environment is rendered (default: out/<env>): its marker says "
-                   "which phase was rendered.")
+              help="Where the environment was rendered: its marker says which phase was "
+                   "rendered (default: where the last render of this rotation went, else "
+                   "out/<env>).")
 @click.option("--new-root-cert", "cert_file", type=click.Path(path_type=Path), default=None,
               help="Start with this (enterprise) root certificate instead of a generated one.")
 @click.option("--new-root-key", "key_file", type=click.Path(path_type=Path), default=None,
@@ -96,7 +98,6 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
 
     loaded = _load(config)
     _plan(loaded)  # the whole spec and plan must be valid (exit 2 otherwise)
-    out_dir = out if out is not None else Path("out") / loaded.env
     if action is None:
         if only:
             _fail(["--cluster applies to --advance only: a rotation starts in every cluster"])
@@ -113,7 +114,7 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
         return
     rot, old_fp, new_fp = state
     clusters = loaded.spec.cluster_names
-    rendered = read_rendered(out_dir)
+    rendered, out_dir = rendered_state(loaded, out)
     if action == "status":
         click.echo("\n".join(status_lines(loaded, rot, old_fp, new_fp, rendered, out_dir,
                                           _now())))
@@ -154,12 +155,51 @@ def _state(loaded: LoadedSpec) -> tuple[Rotation, str, str] | None:
     return rot, old_fp, new_fp
 
 
+def record_path(loaded: LoadedSpec) -> Path:
+    """Where render notes what it rendered during a rotation: beside the default PKI
+    store (``.meshboot/<env>/``, next to the stack file), whatever ``--out`` was."""
+    return loaded.base_dir / ".meshboot" / loaded.env / RECORD
+
+
+def record_render(loaded: LoadedSpec, out: Path, plan: Any, mesh_pki: Any) -> None:
+    """After a successful render of a rotation phase: what each cluster got (as the
+    marker's ``trust``), so ``rotate root`` finds it without ``--out``."""
+    from stacks.render import trust_marker
+
+    path = record_path(loaded)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    doc = {"out": str(out), "trust": trust_marker(plan, mesh_pki)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def rendered_state(loaded: LoadedSpec, out: Path | None
+                   ) -> tuple[dict[str, ClusterRender] | None, Path]:
+    """What was rendered, and where: the marker in ``--out`` if given, else the last
+    rotation render's record, else the marker in ``out/<env>``."""
+    if out is not None:
+        return read_rendered(out), out
+    record = record_path(loaded)
+    try:
+        doc = json.loads(record.read_bytes())
+        where = Path(str(doc["out"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        default = Path("out") / loaded.env
+        return read_rendered(default), default
+    return _trust_of(doc), where
+
+
 def read_rendered(out_dir: Path) -> dict[str, ClusterRender] | None:
     """What the render marker in ``out_dir`` says each cluster trusts and signs with."""
     try:
         marker = json.loads((out_dir / MARKER).read_bytes())
     except (OSError, ValueError):
         return None
+    return _trust_of(marker)
+
+
+def _trust_of(marker: Any) -> dict[str, ClusterRender] | None:
     trust = marker.get("trust") if isinstance(marker, dict) else None
     if not isinstance(trust, dict):
         return None
@@ -332,6 +372,7 @@ def _start(loaded: LoadedSpec, config: Path, cert_file: Path | None,
         _fail([f"new root: {err}"])
         return
     now = _now()
+    record_path(loaded).unlink(missing_ok=True)   # a previous rotation's renders
     rot = Rotation(Phase.TRUST_BOTH, since=now)
     value = _rotation_value(rot, {"certPem": new.cert_pem,
                                   "keyPem": {"secure": crypter.encrypt(new.key_pem)}})

@@ -473,3 +473,21 @@ def test_start_with_a_root_from_files_adds_the_encryption_salt(tmp_path: Path) -
                                                        "keyFile": "root-key.pem"}
     e.render()
     assert len(bundles(e.out, "istio")["east"]) == 2
+
+
+def test_advance_finds_the_last_render_without_out(env: Env) -> None:
+    """render --out anywhere; rotate root without --out reads what that render recorded."""
+    env.rotate()
+    env.render()
+    result = invoke("rotate", "root", "--config", str(env.config), "--status")
+    assert result.exit_code == 0
+    assert "east: trust-both: trusts old + new, signs with old; rendered" in result.output
+    assert str(env.out) in result.output
+    result = invoke("rotate", "root", "--config", str(env.config), "--advance")
+    assert result.exit_code == 0, result.output
+    # sign-with-new is not rendered yet: the record says so
+    refused = invoke("rotate", "root", "--config", str(env.config), "--advance")
+    assert refused.exit_code == 2
+    assert "does not hold phase sign-with-new" in refused.output
+    record = env.config.parent / ".meshboot" / "dev" / "rotation-render.json"
+    assert json.loads(record.read_text())["out"] == str(env.out)
