@@ -130,7 +130,12 @@ class FederationSpec(Model):
 
 
 class KialiSpec(Model):
+    """Kiali on every Istio primary (kiali-server chart)."""
+
     enabled: bool = True
+    # The Prometheus Kiali reads (a federating one shows every cluster); default
+    # Istio's addon Prometheus in the cluster.
+    prometheus: str | None = None
     chart_version: str = "2.29.0"
     chart_repository: str = "https://kiali.org/helm-charts"
 

@@ -20,11 +20,7 @@ def validate_delivery(spec: Spec) -> list[Problem]:
     d = spec.delivery
     if d is not None:
         base = "meshboot:delivery"
-        if d.prometheus is not None:
-            url = urlsplit(d.prometheus)
-            if url.scheme not in ("http", "https") or not url.hostname:
-                out.append(Problem(f"{base}.prometheus",
-                                   f"{echo(d.prometheus)} is not an http(s) URL of a Prometheus"))
+        out += _check_url(d.prometheus, f"{base}.prometheus")
         if not is_dns1123_label(d.flagger.namespace):
             out.append(Problem(f"{base}.flagger.namespace",
                                f"{echo(d.flagger.namespace)} is not a namespace name"))
@@ -36,6 +32,7 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                "set iterations per service (release.canary.analysis), with the "
                                "header that selects the testers: it turns a canary into an A/B test"))
         out += _check_weights(merged_analysis(d.analysis), f"{base}.analysis")
+    labelled = False
     for i, s in enumerate(spec.services):
         canary = s.release.canary if s.release is not None else None
         if canary is None:
@@ -48,8 +45,25 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                                         "(meshboot:delivery.engine: flagger)"))
             continue
         out += _check_flagger_service(spec, s, i)
+        if spec.observability is None and spec.delivery is not None \
+                and spec.delivery.prometheus is None and not labelled:
+            labelled = True  # reported once
+            out.append(Problem("meshboot:delivery.prometheus",
+                               "Flagger's metric queries select one cluster by the `cluster` "
+                               "label: turn on meshboot:observability (its Prometheus "
+                               "configuration puts the label on every series) or name a "
+                               "Prometheus whose series carry it"))
     out += _check_observability(spec)
     return out
+
+
+def _check_url(value: str | None, path: str) -> list[Problem]:
+    if value is None:
+        return []
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return [Problem(path, f"{echo(value)} is not an http(s) URL of a Prometheus")]
+    return []
 
 
 def _check_weights(a: AnalysisSpec, path: str) -> list[Problem]:
@@ -118,6 +132,7 @@ def _check_observability(spec: Spec) -> list[Problem]:
         return []
     out: list[Problem] = []
     base = "meshboot:observability"
+    out += _check_url(o.kiali.prometheus, f"{base}.kiali.prometheus")
     if prom_duration_seconds(o.rule_window) < 2 * prom_duration_seconds(o.scrape_interval):
         out.append(Problem(f"{base}.ruleWindow",
                            f"{o.rule_window} holds fewer than two scrapes ({o.scrape_interval}): "

@@ -26,6 +26,10 @@ STEP_ORDER: dict[str, tuple[str, ...]] = {
         "mesh-gateways",
         "remote-secrets",
         "policy",
+        "observability",
+        "kiali",
+        "flagger",
+        "delivery",
     ),
     "linkerd": (
         NAMESPACES,
@@ -39,6 +43,10 @@ STEP_ORDER: dict[str, tuple[str, ...]] = {
         "links",
         "service-export",
         "policy",
+        "observability",
+        "linkerd-viz",
+        "flagger",
+        "delivery",
     ),
 }
 

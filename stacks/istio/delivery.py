@@ -1,0 +1,89 @@
+"""Istio steps for ``meshboot:observability`` and ``meshboot:delivery`` (both optional).
+
+``observability``: the ``meshboot-prometheus`` ConfigMap in every cluster (each
+scrapes its own proxies) and, where Istio resources are read (primaries), the
+mesh-wide ``Telemetry``. ``kiali``: Kiali on primaries. ``flagger`` and
+``delivery``: Flagger and its objects where a Flagger canary runs (primaries
+only: see ``clusters.validate_delivery``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clusters.spec import ClusterSpec, ServiceSpec, Spec
+from stacks.common import namespace
+from stacks.delivery.flagger import (
+    canary,
+    canary_port,
+    flagger_namespace,
+    flagger_release,
+    flagger_services,
+    metric_templates,
+    prometheus_url,
+)
+from stacks.istio.policy import traffic_policy
+from stacks.istio.topology import ISTIO_NS
+from stacks.observability.prometheus import (
+    istio_prometheus_configmap,
+    kiali_values,
+    telemetry_defaults,
+)
+from stacks.plan import ClusterPlan, HelmRelease, Step
+
+# Istio's addon Prometheus Service (samples/addons/prometheus.yaml), which Kiali reads
+# unless a federating Prometheus is named.
+LOCAL_PROMETHEUS = "http://prometheus.istio-system:9090"
+
+
+def extra_namespaces(spec: Spec, c: ClusterSpec) -> list[dict[str, Any]]:
+    if spec.delivery is not None and spec.delivery.flagger.enabled and flagger_services(spec, c.name):
+        return [namespace(flagger_namespace(spec))]
+    return []
+
+
+def canary_service(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
+    """The Istio part of ``Canary.spec.service``: what meshboot's VirtualService and
+    DestinationRule would have carried (Flagger copies them into its own)."""
+    out: dict[str, Any] = {"portName": canary_port(s).name}
+    if s.retries is not None:
+        r = s.retries
+        retries: dict[str, Any] = {"attempts": r.attempts, "retryOn": ",".join(r.retry_on)}
+        if r.per_try_timeout is not None:
+            retries["perTryTimeout"] = r.per_try_timeout
+        out["retries"] = retries
+    tp = traffic_policy(spec, s)
+    if tp:
+        out["trafficPolicy"] = tp
+    return out
+
+
+def add_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec, cr_after: str) -> None:
+    """Append the optional steps to ``cp`` (after the mesh's own)."""
+    if spec.observability is not None:
+        objs = [istio_prometheus_configmap(spec, c.name)]
+        if not c.is_remote:
+            objs.insert(0, telemetry_defaults())
+        cp.add(Step("observability", after=(cr_after,), objects=tuple(objs)))
+        if not c.is_remote and spec.observability.kiali.enabled:
+            k = spec.observability.kiali
+            url = k.prometheus or LOCAL_PROMETHEUS
+            cp.add(Step("kiali", after=("istiod",), release=HelmRelease(
+                release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
+                repo_url=k.chart_repository, version=k.chart_version,
+                values=kiali_values(spec, c.name, url))))
+    services = flagger_services(spec, c.name)
+    if not services:
+        return
+    assert spec.delivery is not None
+    after = cr_after
+    if spec.delivery.flagger.enabled:
+        cp.add(Step("flagger", after=("namespaces", "istiod"),
+                    release=flagger_release(spec, c.name, {})))
+        after = "flagger"
+    objs = metric_templates(spec, c.name)
+    objs += [canary(spec, s, canary_service(spec, s)) for s in services]
+    cp.add(Step("delivery", after=(after,), objects=tuple(objs)))
+
+
+__all__ = ["add_steps", "extra_namespaces", "prometheus_url"]
