@@ -25,7 +25,6 @@ from clusters.delivery_spec import AnalysisSpec, merged_analysis, prom_duration_
 from clusters.policy import HeaderMatch
 from clusters.spec import PortSpec, ServiceSpec, Spec
 from stacks.delivery.queries import latency_p99_query, success_rate_query
-from stacks.labels import MANAGED
 from stacks.plan import HelmRelease
 
 FLAGGER_API = "flagger.app/v1beta1"
@@ -174,8 +173,3 @@ def flagger_release(spec: Spec, cluster: str, values: dict[str, Any]) -> HelmRel
                        values={**base, **values})
 
 
-def flagger_namespace_object(spec: Spec, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": flagger_namespace(spec), "labels": dict(MANAGED)}
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}

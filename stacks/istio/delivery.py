@@ -20,7 +20,6 @@ from stacks.delivery.flagger import (
     flagger_release,
     flagger_services,
     metric_templates,
-    prometheus_url,
 )
 from stacks.istio.policy import traffic_policy
 from stacks.istio.topology import ISTIO_NS
@@ -30,10 +29,6 @@ from stacks.observability.prometheus import (
     telemetry_defaults,
 )
 from stacks.plan import ClusterPlan, HelmRelease, Step
-
-# Istio's addon Prometheus Service (samples/addons/prometheus.yaml), which Kiali reads
-# unless a federating Prometheus is named.
-LOCAL_PROMETHEUS = "http://prometheus.istio-system:9090"
 
 
 def extra_namespaces(spec: Spec, c: ClusterSpec) -> list[dict[str, Any]]:
@@ -67,11 +62,10 @@ def add_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec, cr_after: str) -> Non
         cp.add(Step("observability", after=(cr_after,), objects=tuple(objs)))
         if not c.is_remote and spec.observability.kiali.enabled:
             k = spec.observability.kiali
-            url = k.prometheus or LOCAL_PROMETHEUS
             cp.add(Step("kiali", after=("istiod",), release=HelmRelease(
                 release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
                 repo_url=k.chart_repository, version=k.chart_version,
-                values=kiali_values(spec, c.name, url))))
+                values=kiali_values(spec, k.prometheus))))
     services = flagger_services(spec, c.name)
     if not services:
         return
@@ -86,4 +80,4 @@ def add_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec, cr_after: str) -> Non
     cp.add(Step("delivery", after=(after,), objects=tuple(objs)))
 
 
-__all__ = ["add_steps", "extra_namespaces", "prometheus_url"]
+

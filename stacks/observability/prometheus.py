@@ -196,12 +196,21 @@ def linkerd_viz_prometheus_config(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def kiali_values(spec: Spec, cluster: str, prometheus_url: str) -> dict[str, Any]:
-    """kiali-server chart values (kiali/helm-charts kiali-server/values.yaml; the chart
-    writes them into Kiali's config, keys of the Kiali CR reference)."""
-    return {
+def kiali_values(spec: Spec, prometheus_url: str | None) -> dict[str, Any]:
+    """kiali-server chart values (kiali/helm-charts v2.29.0 kiali-server/values.yaml).
+
+    Multi-cluster: Kiali reads the clusters it may access from remote-cluster
+    Secrets labelled ``kiali.io/multiCluster=true`` in its namespace
+    (``clustering.autodetect_secrets``; kiali.io docs/configuration/multi-cluster),
+    created per remote with kiali's ``kiali-prepare-remote-cluster.sh``. It
+    needs one Prometheus holding every cluster's metrics: the federating one
+    (``meshboot:observability.kiali.prometheus``, written to
+    ``external_services.prometheus.url``, a Kiali CR key the chart passes into
+    Kiali's config), else the cluster's own.
+    """
+    values: dict[str, Any] = {
         "clustering": {"autodetect_secrets": {"enabled": True,
-                                              "label": "kiali.io/multiCluster=true"}},
-        "external_services": {"prometheus": {"enabled": True, "url": prometheus_url}},
-        "kubernetes_config": {"cluster_name": cluster},
-    }
+                                              "label": "kiali.io/multiCluster=true"}}}
+    if prometheus_url is not None:
+        values["external_services"] = {"prometheus": {"enabled": True, "url": prometheus_url}}
+    return values

@@ -22,7 +22,9 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "data" / "schemas"
 CHART_VALUES_DIR = Path(__file__).resolve().parent.parent / "data" / "chart-values"
 K8S_VERSION = "1.33.0"
 # Chart values that are free-form maps even where their default has entries.
-FREE_FORM = {"labels", "annotations", "podAnnotations", "podLabels", "nodeSelector", "env"}
+FREE_FORM = {"labels", "annotations", "podAnnotations", "podLabels", "nodeSelector", "env",
+             # linkerd-viz: the `global:` block of its prometheus.yml (toYaml'd whole).
+             "globalConfig"}
 
 
 class ObjectInvalid(AssertionError):

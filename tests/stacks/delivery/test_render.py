@@ -1,0 +1,172 @@
+"""Flagger canaries and observability wiring, rendered for Istio and Linkerd."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stacks.delivery.specs import delivery_spec, find, render_tree
+from tests.support.validation import unknown_value_paths
+
+CHARTS = {"flagger": "flagger-1.44.0.values.yaml", "linkerd-viz": "linkerd-viz-edge-26.8.3.values.yaml",
+          "kiali-server": "kiali-server-2.29.0.values.yaml"}
+
+
+@pytest.fixture(scope="module", params=["istio", "linkerd"])
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+    provider = request.param
+    return provider, render_tree(tmp_path_factory.mktemp(provider), delivery_spec(provider))
+
+
+def test_one_canary_per_cluster_that_runs_the_service(rendered: Any) -> None:
+    _, tree = rendered
+    assert [c["metadata"]["name"] for c in find(tree["east"], "Canary")] == ["ratings"]
+    assert sorted(c["metadata"]["name"] for c in find(tree["west"], "Canary")) == ["ratings", "reviews"]
+
+
+def test_analysis_comes_from_the_spec(rendered: Any) -> None:
+    provider, tree = rendered
+    [ratings] = find(tree["east"], "Canary", "ratings")
+    a = ratings["spec"]["analysis"]
+    # per service (stepWeight 5) over meshboot:delivery.analysis (30s, 3, 40) over defaults
+    assert (a["interval"], a["threshold"], a["stepWeight"], a["maxWeight"]) == ("30s", 3, 5, 40)
+    assert a["match"] == [{"headers": {"x-canary": {"exact": "always"}}}]
+    thresholds = {m["name"]: m["thresholdRange"] for m in a["metrics"]}
+    assert thresholds == {"success-rate": {"min": 99.5}, "latency-p99": {"max": 750}}
+    assert ratings["spec"]["provider"] == {"istio": "istio", "linkerd": "gatewayapi:v1"}[provider]
+    assert ratings["spec"]["targetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                            "name": "ratings"}
+    svc = ratings["spec"]["service"]
+    assert (svc["port"], svc["timeout"], svc["portDiscovery"]) == (9080, "3s", True)
+    [reviews] = find(tree["west"], "Canary", "reviews")
+    assert reviews["spec"]["targetRef"]["name"] == "reviews-app"
+    assert reviews["spec"]["service"]["name"] == "reviews"
+    assert reviews["spec"]["service"]["targetPort"] == 8080
+    assert "match" not in reviews["spec"]["analysis"]
+    assert reviews["spec"]["analysis"]["stepWeight"] == 10   # the default
+
+
+def test_metric_templates_select_their_own_cluster(rendered: Any) -> None:
+    _, tree = rendered
+    for cluster, other in (("east", "west"), ("west", "east")):
+        templates = find(tree[cluster], "MetricTemplate")
+        assert sorted(t["metadata"]["name"] for t in templates) == \
+            ["meshboot-latency-p99", "meshboot-success-rate"]
+        for t in templates:
+            q = t["spec"]["query"]
+            assert f'cluster="{cluster}"' in q and other not in q
+            # every selector of the query is bound to the cluster
+            selectors = re.sub(r"\{\{[^}]*\}\}", "", q).count("{")
+            assert selectors == q.count(f'cluster="{cluster}"') >= 1
+        refs = {m["templateRef"]["name"] for c in find(tree[cluster], "Canary")
+                for m in c["spec"]["analysis"]["metrics"]}
+        assert refs == {t["metadata"]["name"] for t in templates}
+
+
+def test_flagger_owns_the_route_of_the_services_it_releases(rendered: Any) -> None:
+    provider, tree = rendered
+    for cluster in ("east", "west"):
+        objs = tree[cluster]
+        names = {(o["kind"], o["metadata"]["name"]) for o in objs}
+        for svc, runs in (("ratings", True), ("reviews", cluster == "west")):
+            assert ("VirtualService", svc) not in names
+            assert ("DestinationRule", svc) not in names
+            owned = [o for o in objs if o["kind"] in ("HTTPRoute", "Service")
+                     and o["metadata"]["name"].startswith(svc)
+                     and o["metadata"].get("namespace") == "bookinfo"]
+            if runs:
+                assert owned == []
+            else:   # where it does not run, only what makes the name resolve
+                assert [o["metadata"]["labels"].get("meshboot.io/role") for o in owned] in \
+                    ([], ["cross-cluster-stub"])
+        # the blue/green service keeps meshboot's own routes
+        assert (("VirtualService", "details") if provider == "istio"
+                else ("HTTPRoute", "details-http")) in names
+
+
+def test_provider_specific_service_block(rendered: Any) -> None:
+    provider, tree = rendered
+    [ratings] = find(tree["west"], "Canary", "ratings")
+    svc = ratings["spec"]["service"]
+    if provider == "istio":
+        assert svc["portName"] == "http"
+        assert svc["trafficPolicy"] == {"outlierDetection": {"consecutive5xxErrors": 7}}
+    else:
+        assert svc["gatewayRefs"] == [{"name": "ratings", "namespace": "bookinfo", "group": "core",
+                                       "kind": "Service", "port": 9080}]
+        # the export label meshboot's own Service would carry (west is behind a gateway)
+        assert svc["apex"]["labels"] == {"mirror.linkerd.io/exported": "true"}
+        assert svc["apex"]["annotations"][
+            "balancer.linkerd.io/failure-accrual-consecutive-max-failures"] == "7"
+
+
+def test_helm_values_exist_in_the_charts(rendered: Any) -> None:
+    provider, tree = rendered
+    seen = set()
+    for objs in tree.values():
+        for obj in find(objs, "HelmRelease"):
+            chart = obj["spec"]["chart"]["spec"]["chart"]
+            if chart in CHARTS:
+                seen.add(chart)
+                assert unknown_value_paths(obj["spec"]["values"], CHARTS[chart]) == []
+    assert seen == ({"flagger", "kiali-server"} if provider == "istio" else {"flagger", "linkerd-viz"})
+
+
+def test_flagger_release_per_cluster(rendered: Any) -> None:
+    provider, tree = rendered
+    for cluster in ("east", "west"):
+        [rel] = find(tree[cluster], "HelmRelease", "flagger")
+        v = rel["spec"]["values"]
+        assert v["clusterName"] == cluster
+        assert v["meshProvider"] == {"istio": "istio", "linkerd": "gatewayapi:v1"}[provider]
+        assert rel["spec"]["chart"]["spec"]["version"] == "1.44.0"
+        assert find(tree[cluster], "Namespace", "flagger-system")
+
+
+def test_observability_objects(rendered: Any) -> None:
+    provider, tree = rendered
+    for cluster in ("east", "west"):
+        objs = tree[cluster]
+        if provider == "istio":
+            [cm] = find(objs, "ConfigMap", "meshboot-prometheus")
+            assert f"cluster: {cluster}" in cm["data"]["prometheus.yml"]
+            assert find(objs, "Telemetry", "mesh-default")
+        else:
+            [viz] = find(objs, "HelmRelease", "linkerd-viz")
+            prom = viz["spec"]["values"]["prometheus"]
+            assert prom["globalConfig"]["external_labels"] == {"cluster": cluster}
+            assert prom["metricRelabelConfigs"] == [{"target_label": "cluster",
+                                                     "replacement": cluster}]
+            assert find(objs, "ConfigMap", "meshboot-prometheus-rules")
+
+
+def test_without_the_sections_nothing_changes(tmp_path: Path) -> None:
+    spec = delivery_spec("istio")
+    del spec["delivery"], spec["observability"]
+    for s in spec["services"]:
+        canary = s.get("release", {}).get("canary")
+        if canary:
+            canary.pop("analysis", None)
+            canary.pop("deployment", None)
+    tree = render_tree(tmp_path, spec)
+    kinds = {o["kind"] for objs in tree.values() for o in objs}
+    assert not kinds & {"Canary", "MetricTemplate", "Telemetry", "ConfigMap"}
+    [vs] = find(tree["east"], "VirtualService", "ratings")
+    assert [r["name"] for r in vs["spec"]["http"]] == ["canary-header", "canary"]
+
+
+def test_static_engine_keeps_meshboots_routes(tmp_path: Path) -> None:
+    spec = delivery_spec("istio")
+    spec["delivery"] = {"engine": "static"}
+    for s in spec["services"]:
+        canary = s.get("release", {}).get("canary")
+        if canary:
+            canary.pop("analysis", None)
+            canary.pop("deployment", None)
+    tree = render_tree(tmp_path, spec)
+    assert not find(tree["east"], "Canary")
+    assert find(tree["east"], "VirtualService", "ratings")
