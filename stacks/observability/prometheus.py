@@ -182,20 +182,6 @@ def linkerd_viz_values(spec: Spec, cluster: str) -> dict[str, Any]:
     return {"prometheus": prom}
 
 
-def linkerd_viz_prometheus_config(values: dict[str, Any]) -> dict[str, Any]:
-    """The parts of viz's prometheus.yml that meshboot's values set, as the chart
-    renders them: for ``promtool check config`` in tests."""
-    prom = values["prometheus"]
-    return {
-        "global": prom["globalConfig"],
-        "rule_files": [RULES_FILE],
-        "scrape_configs": [{"job_name": "linkerd-proxy",
-                            "kubernetes_sd_configs": [{"role": "pod"}],
-                            "metric_relabel_configs": prom["metricRelabelConfigs"]},
-                           *prom.get("scrapeConfigs", [])],
-    }
-
-
 def kiali_values(spec: Spec, prometheus_url: str | None) -> dict[str, Any]:
     """kiali-server chart values (kiali/helm-charts v2.29.0 kiali-server/values.yaml).
 
