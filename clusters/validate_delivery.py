@@ -32,7 +32,6 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                "set iterations per service (release.canary.analysis), with the "
                                "header that selects the testers: it turns a canary into an A/B test"))
         out += _check_weights(merged_analysis(d.analysis), f"{base}.analysis")
-    labelled = False
     for i, s in enumerate(spec.services):
         canary = s.release.canary if s.release is not None else None
         if canary is None:
@@ -45,16 +44,23 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                                         "(meshboot:delivery.engine: flagger)"))
             continue
         out += _check_flagger_service(spec, s, i)
-        if spec.observability is None and spec.delivery is not None \
-                and spec.delivery.prometheus is None and not labelled:
-            labelled = True  # reported once
-            out.append(Problem("meshboot:delivery.prometheus",
-                               "Flagger's metric queries select one cluster by the `cluster` "
-                               "label: turn on meshboot:observability (its Prometheus "
-                               "configuration puts the label on every series) or name a "
-                               "Prometheus whose series carry it"))
     out += _check_observability(spec)
     return out
+
+
+def delivery_warnings(spec: Spec) -> list[Problem]:
+    """Valid, but Flagger would fail every check: its queries select the cluster by the
+    ``cluster`` label, which the default Prometheus has only with meshboot:observability."""
+    d = spec.delivery
+    if d is None or not spec.flagger or spec.observability is not None or d.prometheus is not None \
+            or not any(spec.flagger_canary(s) for s in spec.services):
+        return []
+    return [Problem("meshboot:delivery.prometheus",
+                    "Flagger's metric queries select one cluster by the `cluster` label, which the "
+                    "default Prometheus only has with meshboot:observability (its configuration "
+                    "puts it on every series); without it every check finds no data and Flagger "
+                    "rolls the canary back. Turn on meshboot:observability or name a Prometheus "
+                    "whose series carry the label")]
 
 
 def _check_url(value: str | None, path: str) -> list[Problem]:

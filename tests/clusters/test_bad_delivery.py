@@ -63,8 +63,6 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
      f"{S0}.retries: Flagger's VirtualService retries every method"),
     ("istio-remote", spec_with(clusters=["east", "central"], **FLAGGER),
      f"{S0}.clusters: 'central' is an Istio remote"),
-    ("no-cluster-label", spec_with(delivery={}),
-     "meshboot:delivery.prometheus: Flagger's metric queries select one cluster by the `cluster` label"),
     ("bad-prometheus-url", spec_with(delivery={"prometheus": "prometheus:9090"}),
      "meshboot:delivery.prometheus: 'prometheus:9090' is not an http(s) URL"),
     ("observability-unknown-key", spec_with(observability={"scrapeIntervall": "15s"}),
@@ -105,3 +103,16 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
                  f"{S0}.release.canary.analysis.iterations", "meshboot:observability.federation.cluster",
                  "meshboot:observability.federation.targets.west"):
         assert f"Pulumi.dev.yaml: {path}:" in result.output, path
+
+
+def test_flagger_without_cluster_labels_is_a_warning(tmp_path: Path) -> None:
+    result = run(tmp_path, spec_with(delivery={}))
+    assert result.exit_code == 0, result.output
+    assert "Pulumi.dev.yaml: meshboot:delivery.prometheus: Flagger's metric queries " \
+           "select one cluster by the `cluster` label" in result.output
+
+
+def test_a_named_prometheus_silences_the_warning(tmp_path: Path) -> None:
+    result = run(tmp_path, spec_with(delivery={"prometheus": "http://thanos.example:9090"}))
+    assert result.exit_code == 0, result.output
+    assert "meshboot:delivery" not in result.output
