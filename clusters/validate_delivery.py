@@ -117,6 +117,16 @@ def _check_flagger_service(spec: Spec, s: ServiceSpec, i: int) -> list[Problem]:
                                    "(Flagger's controlplane kubeconfig), which meshboot does not "
                                    "set up; run Flagger canaries on primaries"))
                 break
+        # Flagger's Canary trafficPolicy schema (artifacts/flagger/crd.yaml) has no TCP pool
+        # and no failoverPriority.
+        if s.connection_pool is not None and s.connection_pool.tcp is not None:
+            out.append(Problem(f"{base}.connectionPool.tcp",
+                               "Flagger's Canary carries only the http connection pool"))
+        locality = s.routing.locality if s.routing is not None else None
+        if locality is not None and locality.failover_priority is not None:
+            out.append(Problem(f"{base}.routing.locality.failoverPriority",
+                               "Flagger's Canary has no failoverPriority (use failover or "
+                               "distribute)"))
         r = s.retries
         if r is not None and not (r.allow_non_idempotent and r.methods is None):
             out.append(Problem(f"{base}.retries",

@@ -47,10 +47,28 @@ def canary_service(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
         if r.per_try_timeout is not None:
             retries["perTryTimeout"] = r.per_try_timeout
         out["retries"] = retries
-    tp = traffic_policy(spec, s)
+    tp = flagger_traffic_policy(spec, s)
     if tp:
         out["trafficPolicy"] = tp
     return out
+
+
+def flagger_traffic_policy(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
+    """The DestinationRule traffic policy as Flagger's Canary carries it.
+
+    Flagger's ``LoadBalancerSettings`` needs exactly one of ``simple`` and
+    ``consistentHash`` (fluxcd/flagger pkg/apis/istio/v1beta1/destination_rule.go,
+    and its CRD's oneOf), where Istio accepts locality settings alone: the
+    algorithm Istio uses then, LEAST_REQUEST (istio 1.30.3
+    pilot/pkg/networking/core/cluster_traffic_policy.go ``defaultLBAlgorithm``),
+    is written out. What the Canary cannot carry (a TCP pool, failoverPriority)
+    is refused by ``clusters.validate_delivery``.
+    """
+    tp = traffic_policy(spec, s)
+    lb = tp.get("loadBalancer")
+    if lb is not None and "simple" not in lb and "consistentHash" not in lb:
+        tp["loadBalancer"] = {"simple": "LEAST_REQUEST", **lb}
+    return tp
 
 
 def add_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec, cr_after: str) -> None:

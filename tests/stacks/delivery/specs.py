@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ def delivery_spec(provider: str) -> dict[str, Any]:
          "ports": [{"name": "http", "port": 9080}, {"name": "http-admin", "port": 9090}],
          "versions": ["v1", "v2"], "timeout": "3s",
          "outlierDetection": {"consecutive5xxErrors": 7},
-         "release": {"canary": CANARY}},
+         "release": {"canary": copy.deepcopy(CANARY)}},
         {"name": "reviews", "namespace": "bookinfo", "clusters": ["west"],
          "ports": [{"name": "http", "port": 9080, "targetPort": 8080}],
          "versions": ["v1", "v2"],
@@ -45,6 +46,7 @@ def delivery_spec(provider: str) -> dict[str, Any]:
 
 def render_tree(tmp: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Render ``spec`` through the CLI; every object validated strictly."""
+    tmp.mkdir(parents=True, exist_ok=True)
     config = write_stack(tmp, spec)
     result = CliRunner().invoke(cli, ["render", "--config", str(config), "--out", str(tmp / "out"),
                                       "--pki-dir", str(tmp / "pki")])

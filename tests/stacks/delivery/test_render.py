@@ -170,3 +170,36 @@ def test_static_engine_keeps_meshboots_routes(tmp_path: Path) -> None:
     tree = render_tree(tmp_path, spec)
     assert not find(tree["east"], "Canary")
     assert find(tree["east"], "VirtualService", "ratings")
+
+
+def test_what_meshboots_routes_carried_moves_into_the_canary(tmp_path: Path) -> None:
+    """Locality, pools, outlier detection, retries (Istio); A/B iterations; a prefix header."""
+    spec = delivery_spec("istio")
+    s = spec["services"][0]
+    s["routing"] = {"locality": {"failover": [{"from": "us-east1", "to": "us-west1"}]}}
+    s["connectionPool"] = {"http": {"http2MaxRequests": 5, "idleTimeout": "10s"}}
+    s["retries"] = {"attempts": 3, "perTryTimeout": "1s", "allowNonIdempotent": True}
+    s["release"]["canary"]["header"] = {"name": "x-canary", "prefix": "al"}
+    s["release"]["canary"]["analysis"]["iterations"] = 4
+    tree = render_tree(tmp_path / "istio", spec)   # strict schema validation included
+    [c] = find(tree["east"], "Canary", "ratings")
+    svc, analysis = c["spec"]["service"], c["spec"]["analysis"]
+    # Flagger needs an algorithm next to locality settings: Istio's own default.
+    assert svc["trafficPolicy"]["loadBalancer"] == {
+        "simple": "LEAST_REQUEST", "localityLbSetting": {"failover": [{"from": "us-east1",
+                                                                        "to": "us-west1"}]}}
+    assert svc["trafficPolicy"]["connectionPool"] == {"http": {"http2MaxRequests": 5,
+                                                               "idleTimeout": "10s"}}
+    assert svc["retries"] == {"attempts": 3, "perTryTimeout": "1s",
+                              "retryOn": "connect-failure,refused-stream,unavailable,cancelled,5xx"}
+    # A/B test: iterations and the match, no weights (Flagger ignores them there).
+    assert analysis["iterations"] == 4 and "stepWeight" not in analysis and "maxWeight" not in analysis
+    assert analysis["match"] == [{"headers": {"x-canary": {"prefix": "al"}}}]
+
+    spec["mesh"]["provider"] = "linkerd"
+    for key in ("routing", "connectionPool", "retries"):
+        del s[key]
+    tree = render_tree(tmp_path / "linkerd", spec)
+    [c] = find(tree["east"], "Canary", "ratings")
+    # Flagger's Gateway API router maps only exact and regex header matches.
+    assert c["spec"]["analysis"]["match"] == [{"headers": {"x-canary": {"regex": "^al.*"}}}]
