@@ -54,5 +54,24 @@ def render_tree(tmp: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, Any
     return load_valid_tree(tmp / "out")
 
 
+def plan_objects(spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """cluster -> the plan's objects (no PKI, no files: fast); each one without
+    references validated strictly, like render's output."""
+    from clusters.loader import spec_from_config
+    from stacks.build import build_plan
+    from stacks.plan import walk_refs
+    from tests.support.validation import validate_object
+
+    plan = build_plan(spec_from_config({f"meshboot:{k}": v for k, v in spec.items()}, "spec"))
+    out = {}
+    for cp in plan.clusters:
+        objs = [o for step in cp.steps for o in step.objects]
+        for o in objs:
+            if not list(walk_refs(o)):
+                validate_object(o)
+        out[cp.cluster] = objs
+    return out
+
+
 def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]

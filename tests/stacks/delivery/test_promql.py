@@ -20,7 +20,7 @@ import yaml
 
 from stacks.delivery.queries import fill_template
 from stacks.observability.prometheus import RULES_FILE
-from tests.stacks.delivery.specs import delivery_spec, find, render_tree
+from tests.stacks.delivery.specs import find
 
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(
@@ -31,13 +31,6 @@ NS = "bookinfo"
 # west runs `reviews`, whose Canary has the default thresholds: success rate >= 99%,
 # p99 <= 500ms. east's series are "another cluster".
 CLUSTER, OTHER = "west", "east"
-
-
-@pytest.fixture(scope="module", params=["istio", "linkerd"])
-def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-    return request.param, render_tree(tmp_path_factory.mktemp(request.param),
-                                      delivery_spec(request.param))
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -6,20 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.stacks.delivery.specs import delivery_spec, find, render_tree
+from tests.stacks.delivery.specs import delivery_spec, find, plan_objects
 from tests.support.validation import unknown_value_paths
 
 CHARTS = {"flagger": "flagger-1.44.0.values.yaml", "linkerd-viz": "linkerd-viz-edge-26.8.3.values.yaml",
           "kiali-server": "kiali-server-2.29.0.values.yaml"}
-
-
-@pytest.fixture(scope="module", params=["istio", "linkerd"])
-def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-    provider = request.param
-    return provider, render_tree(tmp_path_factory.mktemp(provider), delivery_spec(provider))
 
 
 def test_one_canary_per_cluster_that_runs_the_service(rendered: Any) -> None:
@@ -152,7 +143,7 @@ def test_without_the_sections_nothing_changes(tmp_path: Path) -> None:
         if canary:
             canary.pop("analysis", None)
             canary.pop("deployment", None)
-    tree = render_tree(tmp_path, spec)
+    tree = plan_objects(spec)
     kinds = {o["kind"] for objs in tree.values() for o in objs}
     assert not kinds & {"Canary", "MetricTemplate", "Telemetry", "ConfigMap"}
     [vs] = find(tree["east"], "VirtualService", "ratings")
@@ -167,7 +158,7 @@ def test_static_engine_keeps_meshboots_routes(tmp_path: Path) -> None:
         if canary:
             canary.pop("analysis", None)
             canary.pop("deployment", None)
-    tree = render_tree(tmp_path, spec)
+    tree = plan_objects(spec)
     assert not find(tree["east"], "Canary")
     assert find(tree["east"], "VirtualService", "ratings")
 
@@ -181,7 +172,7 @@ def test_what_meshboots_routes_carried_moves_into_the_canary(tmp_path: Path) -> 
     s["retries"] = {"attempts": 3, "perTryTimeout": "1s", "allowNonIdempotent": True}
     s["release"]["canary"]["header"] = {"name": "x-canary", "prefix": "al"}
     s["release"]["canary"]["analysis"]["iterations"] = 4
-    tree = render_tree(tmp_path / "istio", spec)   # strict schema validation included
+    tree = plan_objects(spec)   # strict schema validation included
     [c] = find(tree["east"], "Canary", "ratings")
     svc, analysis = c["spec"]["service"], c["spec"]["analysis"]
     # Flagger needs an algorithm next to locality settings: Istio's own default.
@@ -199,7 +190,7 @@ def test_what_meshboots_routes_carried_moves_into_the_canary(tmp_path: Path) -> 
     spec["mesh"]["provider"] = "linkerd"
     for key in ("routing", "connectionPool", "retries"):
         del s[key]
-    tree = render_tree(tmp_path / "linkerd", spec)
+    tree = plan_objects(spec)
     [c] = find(tree["east"], "Canary", "ratings")
     # Flagger's Gateway API router maps only exact and regex header matches.
     assert c["spec"]["analysis"]["match"] == [{"headers": {"x-canary": {"regex": "^al.*"}}}]
