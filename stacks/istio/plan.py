@@ -290,7 +290,8 @@ def build_istio_plan(spec: Spec, source: str = "spec") -> MeshPlan:
             if c.is_remote and c.primary else None
         objs = [namespace(ISTIO_NS, {"topology.istio.io/network": c.network}, ns_annotations)]
         objs += app_namespaces
-        objs += delivery.extra_namespaces(spec, c)
+        have = {o["metadata"]["name"] for o in objs}
+        objs += [n for n in delivery.extra_namespaces(spec, c) if n["metadata"]["name"] not in have]
         cp.add(Step("namespaces", objects=tuple(objs)))
         istiod_after: tuple[str, ...] = ("istio-base",)
         if not c.is_remote:

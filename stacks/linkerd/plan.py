@@ -499,7 +499,8 @@ def build_linkerd_plan(spec: Spec, source: str = "spec") -> MeshPlan:
                  for ns in namespaces[c.name]
                  if ns not in BUILTIN_NAMESPACES and ns != LINKERD_NS
                  and not (multi and ns == MC_NS)]
-        objs += delivery.extra_namespaces(spec, c)
+        have = {o["metadata"]["name"] for o in objs}
+        objs += [n for n in delivery.extra_namespaces(spec, c) if n["metadata"]["name"] not in have]
         cp.add(Step("namespaces", objects=tuple(objs)))
         cp.add(Step("identity-issuer", after=("namespaces",),
                     objects=(issuer_secret(c.name), trust_roots_configmap())))

@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.stacks.delivery.specs import delivery_spec, find, plan_objects
 from tests.support.validation import unknown_value_paths
 
@@ -194,3 +196,12 @@ def test_what_meshboots_routes_carried_moves_into_the_canary(tmp_path: Path) -> 
     [c] = find(tree["east"], "Canary", "ratings")
     # Flagger's Gateway API router maps only exact and regex header matches.
     assert c["spec"]["analysis"]["match"] == [{"headers": {"x-canary": {"regex": "^al.*"}}}]
+
+
+@pytest.mark.parametrize("provider", ["istio", "linkerd"])
+def test_flagger_in_a_service_namespace_is_one_namespace(provider: str) -> None:
+    spec = delivery_spec(provider)
+    spec["delivery"]["flagger"] = {"namespace": "bookinfo"}
+    for cluster, objs in plan_objects(spec).items():
+        assert len(find(objs, "Namespace", "bookinfo")) == 1, cluster
+        assert {t["metadata"]["namespace"] for t in find(objs, "MetricTemplate")} == {"bookinfo"}
