@@ -28,6 +28,8 @@ STEP_ORDER: dict[str, tuple[str, ...]] = {
         "policy",
         "observability",
         "kiali",
+        "kiali-token",
+        "kiali-remote-secrets",
         "flagger",
         "delivery",
     ),

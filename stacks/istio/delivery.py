@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from clusters.spec import ClusterSpec, ServiceSpec, Spec
-from stacks.common import namespace
+from stacks.common import namespace, service_account_token_secret
 from stacks.delivery.flagger import (
     canary,
     canary_port,
@@ -24,7 +24,11 @@ from stacks.delivery.flagger import (
 from stacks.istio.policy import traffic_policy
 from stacks.istio.topology import ISTIO_NS
 from stacks.observability.prometheus import (
+    KIALI_SA,
     istio_prometheus_configmap,
+    kiali_remote_secret,
+    kiali_remote_values,
+    kiali_token_secret_name,
     kiali_values,
     telemetry_defaults,
 )
@@ -71,6 +75,28 @@ def flagger_traffic_policy(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
     return tp
 
 
+def add_kiali_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec) -> None:
+    """Kiali on a primary, reading every other cluster of the mesh through
+    remote-cluster Secrets (kiali.io docs/configuration/multi-cluster); in an
+    Istio remote only the ServiceAccount and roles those Kialis use. Each
+    cluster another cluster's Kiali reads gets a token Secret for that account.
+    """
+    assert spec.observability is not None
+    k = spec.observability.kiali
+    values = kiali_remote_values() if c.is_remote else kiali_values(spec, k.prometheus)
+    cp.add(Step("kiali", after=("istiod",), release=HelmRelease(
+        release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
+        repo_url=k.chart_repository, version=k.chart_version, values=values)))
+    if any(not o.is_remote and o.name != c.name for o in spec.clusters):
+        cp.add(Step("kiali-token", after=("kiali",), objects=(service_account_token_secret(
+            kiali_token_secret_name(spec), ISTIO_NS, KIALI_SA),)))
+    if not c.is_remote:
+        others = [o for o in spec.clusters if o.name != c.name]
+        if others:
+            cp.add(Step("kiali-remote-secrets", after=("kiali",), objects=tuple(
+                kiali_remote_secret(spec, o.name, o.api_server) for o in others)))
+
+
 def add_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec, cr_after: str) -> None:
     """Append the optional steps to ``cp`` (after the mesh's own)."""
     if spec.observability is not None:
@@ -78,12 +104,8 @@ def add_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec, cr_after: str) -> Non
         if not c.is_remote:
             objs.insert(0, telemetry_defaults())
         cp.add(Step("observability", after=(cr_after,), objects=tuple(objs)))
-        if not c.is_remote and spec.observability.kiali.enabled:
-            k = spec.observability.kiali
-            cp.add(Step("kiali", after=("istiod",), release=HelmRelease(
-                release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
-                repo_url=k.chart_repository, version=k.chart_version,
-                values=kiali_values(spec, k.prometheus))))
+        if spec.observability.kiali.enabled:
+            add_kiali_steps(spec, cp, c)
     services = flagger_services(spec, c.name)
     if not services:
         return

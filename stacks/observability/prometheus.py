@@ -200,3 +200,35 @@ def kiali_values(spec: Spec, prometheus_url: str | None) -> dict[str, Any]:
     if prometheus_url is not None:
         values["external_services"] = {"prometheus": {"enabled": True, "url": prometheus_url}}
     return values
+
+
+KIALI_SA = "kiali"   # kiali-server's ServiceAccount (fullname: deployment.instance_name "kiali")
+
+
+def kiali_remote_values() -> dict[str, Any]:
+    """kiali-server in a cluster without its own Kiali (an Istio remote): only the
+    ServiceAccount and roles other clusters' Kialis use (``deployment.
+    remote_cluster_resources_only``, which skips the Deployment, Service, ...)."""
+    return {"deployment": {"remote_cluster_resources_only": True}}
+
+
+def kiali_token_secret_name(spec: Spec) -> str:
+    return f"kiali-token-{spec.mesh.token_generation}"
+
+
+def kiali_remote_secret(spec: Spec, target: str, api_server: str) -> dict[str, Any]:
+    """The remote-cluster Secret a primary's Kiali reads to reach ``target``, in the
+    format of kiali/kiali hack/istio/multicluster/kiali-prepare-remote-cluster.sh:
+    label ``kiali.io/multiCluster: "true"``, annotation ``kiali.io/cluster``, one key
+    named after the cluster holding a token kubeconfig (Pulumi builds it)."""
+    from stacks.plan import KubeconfigRef
+
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": f"kiali-remote-cluster-secret-{target}", "namespace": ISTIO_NS,
+                     "labels": {"kiali.io/multiCluster": "true"},
+                     "annotations": {"kiali.io/cluster": target}},
+        "stringData": {target: KubeconfigRef(
+            target=target, api_server=api_server,
+            token_secret=(ISTIO_NS, kiali_token_secret_name(spec)), user=KIALI_SA)},
+    }

@@ -8,9 +8,12 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from clusters.loader import spec_from_config
 from scripts.cli import cli
+from stacks.build import build_plan
+from stacks.plan import MeshPlan, walk_refs
 from tests.conftest import base_spec, write_stack
-from tests.support.validation import load_valid_tree
+from tests.support.validation import load_valid_tree, validate_object
 
 CANARY = {"stable": "v1", "candidate": "v2", "weight": 10,
           "header": {"name": "x-canary", "exact": "always"},
@@ -54,15 +57,14 @@ def render_tree(tmp: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, Any
     return load_valid_tree(tmp / "out")
 
 
+def plan_of(spec: dict[str, Any]) -> MeshPlan:
+    return build_plan(spec_from_config({f"meshboot:{k}": v for k, v in spec.items()}, "spec"))
+
+
 def plan_objects(spec: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """cluster -> the plan's objects (no PKI, no files: fast); each one without
     references validated strictly, like render's output."""
-    from clusters.loader import spec_from_config
-    from stacks.build import build_plan
-    from stacks.plan import walk_refs
-    from tests.support.validation import validate_object
-
-    plan = build_plan(spec_from_config({f"meshboot:{k}": v for k, v in spec.items()}, "spec"))
+    plan = plan_of(spec)
     out = {}
     for cp in plan.clusters:
         objs = [o for step in cp.steps for o in step.objects]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.stacks.delivery.specs import delivery_spec, find, plan_objects
+from tests.stacks.delivery.specs import delivery_spec, find, plan_objects, plan_of
 from tests.support.validation import unknown_value_paths
 
 CHARTS = {"flagger": "flagger-1.44.0.values.yaml", "linkerd-viz": "linkerd-viz-edge-26.8.3.values.yaml",
@@ -205,3 +205,41 @@ def test_flagger_in_a_service_namespace_is_one_namespace(provider: str) -> None:
     for cluster, objs in plan_objects(spec).items():
         assert len(find(objs, "Namespace", "bookinfo")) == 1, cluster
         assert {t["metadata"]["namespace"] for t in find(objs, "MetricTemplate")} == {"bookinfo"}
+
+
+def test_kiali_on_primaries_reads_every_other_cluster() -> None:
+    """Primaries run Kiali with a remote-cluster Secret per other cluster (Pulumi builds
+    the kubeconfig from that cluster's Kiali token); a remote only hosts the account."""
+    from stacks.plan import KubeconfigRef
+    from tests.stacks.istio.helpers import CLUSTERS, service, three_cluster_spec
+
+    spec = three_cluster_spec([service("reviews", ["east", "west"])], observability={})
+    tree = plan_objects(spec)
+    plan = plan_of(spec)
+    for cluster in CLUSTERS:
+        objs = tree[cluster]
+        kiali = plan.cluster(cluster).step("kiali").release
+        assert kiali is not None and kiali.chart == "kiali-server"
+        values = kiali.values
+        assert unknown_value_paths(values, CHARTS["kiali-server"]) == []
+        [token] = find(objs, "Secret", "kiali-token-1")
+        assert token["type"] == "kubernetes.io/service-account-token"
+        assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "kiali"
+        secrets = {s["metadata"]["name"]: s for s in find(objs, "Secret")
+                   if s["metadata"]["name"].startswith("kiali-remote-cluster-secret-")}
+        if cluster == "central":    # an Istio remote: no Kiali of its own
+            assert values == {"deployment": {"remote_cluster_resources_only": True}}
+            assert secrets == {}
+            continue
+        assert values["clustering"]["autodetect_secrets"] == {
+            "enabled": True, "label": "kiali.io/multiCluster=true"}
+        others = [c for c in CLUSTERS if c != cluster]
+        assert sorted(secrets) == sorted(f"kiali-remote-cluster-secret-{o}" for o in others)
+        for other in others:
+            s = secrets[f"kiali-remote-cluster-secret-{other}"]
+            assert s["metadata"]["labels"]["kiali.io/multiCluster"] == "true"
+            assert s["metadata"]["annotations"] == {"kiali.io/cluster": other}
+            ref = s["stringData"][other]
+            assert isinstance(ref, KubeconfigRef)
+            assert (ref.target, ref.token_secret, ref.user) == \
+                (other, ("istio-system", "kiali-token-1"), "kiali")
