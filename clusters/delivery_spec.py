@@ -136,6 +136,9 @@ class KialiSpec(Model):
     # The Prometheus Kiali reads (a federating one shows every cluster); default
     # Istio's addon Prometheus in the cluster.
     prometheus: str | None = None
+    # Kiali's login strategy (chart auth.strategy); its unified multi-cluster view
+    # supports anonymous and openid. Default: the chart's.
+    auth_strategy: Literal["anonymous", "openid", "token", "header"] | None = None
     chart_version: str = "2.29.0"
     chart_repository: str = "https://kiali.org/helm-charts"
 

@@ -83,7 +83,7 @@ def add_kiali_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec) -> None:
     """
     assert spec.observability is not None
     k = spec.observability.kiali
-    values = kiali_remote_values() if c.is_remote else kiali_values(spec, k.prometheus)
+    values = kiali_remote_values() if c.is_remote else kiali_values(spec, k.prometheus, k.auth_strategy)
     cp.add(Step("kiali", after=("istiod",), release=HelmRelease(
         release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
         repo_url=k.chart_repository, version=k.chart_version, values=values)))

@@ -182,7 +182,8 @@ def linkerd_viz_values(spec: Spec, cluster: str) -> dict[str, Any]:
     return {"prometheus": prom}
 
 
-def kiali_values(spec: Spec, prometheus_url: str | None) -> dict[str, Any]:
+def kiali_values(spec: Spec, prometheus_url: str | None,
+                 auth_strategy: str | None = None) -> dict[str, Any]:
     """kiali-server chart values (kiali/helm-charts v2.29.0 kiali-server/values.yaml).
 
     Multi-cluster: Kiali reads the clusters it may access from remote-cluster
@@ -197,6 +198,8 @@ def kiali_values(spec: Spec, prometheus_url: str | None) -> dict[str, Any]:
     values: dict[str, Any] = {
         "clustering": {"autodetect_secrets": {"enabled": True,
                                               "label": "kiali.io/multiCluster=true"}}}
+    if auth_strategy is not None:
+        values["auth"] = {"strategy": auth_strategy}
     if prometheus_url is not None:
         values["external_services"] = {"prometheus": {"enabled": True, "url": prometheus_url}}
     return values

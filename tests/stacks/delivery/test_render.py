@@ -213,7 +213,8 @@ def test_kiali_on_primaries_reads_every_other_cluster() -> None:
     from stacks.plan import KubeconfigRef
     from tests.stacks.istio.helpers import CLUSTERS, service, three_cluster_spec
 
-    spec = three_cluster_spec([service("reviews", ["east", "west"])], observability={})
+    spec = three_cluster_spec([service("reviews", ["east", "west"])],
+                              observability={"kiali": {"authStrategy": "anonymous"}})
     tree = plan_objects(spec)
     plan = plan_of(spec)
     for cluster in CLUSTERS:
@@ -231,6 +232,7 @@ def test_kiali_on_primaries_reads_every_other_cluster() -> None:
             assert values == {"deployment": {"remote_cluster_resources_only": True}}
             assert secrets == {}
             continue
+        assert values["auth"] == {"strategy": "anonymous"}
         assert values["clustering"]["autodetect_secrets"] == {
             "enabled": True, "label": "kiali.io/multiCluster=true"}
         others = [c for c in CLUSTERS if c != cluster]
