@@ -132,5 +132,30 @@ def recording_rules(provider: str, window: str) -> list[dict[str, object]]:
              "expr": f'sum by ({pair}) (rate({m.requests}{{reporter="destination", '
                      f'source_cluster!="unknown", {m.failure}}}[{window}]))'},
         ]
-    return [{"name": "meshboot-cluster", "rules": per_cluster},
-            {"name": "meshboot-mesh", "rules": mesh}]
+    groups: list[dict[str, object]] = [{"name": "meshboot-cluster", "rules": per_cluster},
+              {"name": "meshboot-mesh", "rules": mesh}]
+    if provider == "linkerd":
+        groups.append({"name": "meshboot-multicluster", "rules": linkerd_multicluster_rules(window)})
+    return groups
+
+
+def linkerd_multicluster_rules(window: str) -> list[dict[str, object]]:
+    """Linkerd's multicluster metrics: the service mirror's probes of each linked
+    gateway (``gateway_alive``, ``gateway_probe_latency_ms`` by
+    ``target_cluster_name``: linkerd2 edge-26.8.3 multicluster/service-mirror/
+    metrics.go, the metrics ``linkerd multicluster gateways`` reads), and the
+    calls through this cluster's gateway (its proxy: ``deployment="linkerd-gateway"``
+    in ``linkerd-multicluster``)."""
+    gw = 'namespace="linkerd-multicluster", deployment="linkerd-gateway"'
+    return [
+        {"record": "link:gateway_alive:max",
+         "expr": "max by (target_cluster_name) (gateway_alive)"},
+        {"record": f"link:gateway_probe_latency_ms:p99_{window}",
+         "expr": f"histogram_quantile(0.99, sum by (target_cluster_name, le) "
+                 f"(rate(gateway_probe_latency_ms_bucket[{window}])))"},
+        {"record": f"cluster:linkerd_gateway_response_total:rate{window}",
+         "expr": f"sum by ({CLUSTER_LABEL}, direction) (rate(response_total{{{gw}}}[{window}]))"},
+        {"record": f"cluster:linkerd_gateway_response_total:errors:rate{window}",
+         "expr": f'sum by ({CLUSTER_LABEL}, direction) (rate(response_total{{{gw}, '
+                 f'classification="failure"}}[{window}]))'},
+    ]

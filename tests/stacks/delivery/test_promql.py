@@ -222,3 +222,31 @@ def test_recording_rules_per_cluster_and_across(rendered: Any, tmp_path: Path) -
             for expr, value in per_minute]}]}))
     result = promtool("test", "rules", tmp_path / "test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_linkerd_multicluster_rules(rendered: Any, tmp_path: Path) -> None:
+    """Gateway health per link and the calls through this cluster's gateway."""
+    provider, tree = rendered
+    if provider != "linkerd":
+        pytest.skip("Linkerd's multicluster metrics")
+    _, rules = prometheus_files(provider, tree["east"])
+    (tmp_path / RULES_FILE).write_text(rules)
+    gateway = ('response_total{direction="inbound", cluster="east", '
+               'namespace="linkerd-multicluster", deployment="linkerd-gateway", ')
+    inputs = [{"series": 'gateway_alive{target_cluster_name="west"}', "values": "1x40"},
+              {"series": 'gateway_alive{target_cluster_name="north"}', "values": "0x40"},
+              {"series": gateway + 'classification="success"}', "values": "0+30x40"},
+              {"series": gateway + 'classification="failure"}', "values": "0+3x40"}]
+    tests = [
+        ('link:gateway_alive:max{target_cluster_name="west"}', 1),
+        ('link:gateway_alive:max{target_cluster_name="north"}', 0),
+        ('round(60 * sum(cluster:linkerd_gateway_response_total:rate5m{cluster="east"}))', 4 * 33),
+        ('round(60 * sum(cluster:linkerd_gateway_response_total:errors:rate5m))', 4 * 3),
+    ]
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": [RULES_FILE], "evaluation_interval": "1m",
+        "tests": [{"interval": "15s", "input_series": inputs, "promql_expr_test": [
+            {"expr": f"sum({e})" if e.startswith("link:") else e, "eval_time": "8m",
+             "exp_samples": [{"labels": "{}", "value": v}]} for e, v in tests]}]}))
+    result = promtool("test", "rules", tmp_path / "test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
