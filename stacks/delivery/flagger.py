@@ -19,6 +19,7 @@ export label) goes into the Canary's ``service`` block instead.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from clusters.delivery_spec import AnalysisSpec, merged_analysis, prom_duration_seconds
@@ -84,7 +85,6 @@ def header_match(h: HeaderMatch, provider: str) -> dict[str, str]:
     if h.prefix is not None:
         if provider == "istio":
             return {"prefix": h.prefix}
-        import re
         return {"regex": f"^{re.escape(h.prefix)}.*"}
     assert h.regex is not None
     return {"regex": h.regex}

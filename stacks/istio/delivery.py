@@ -23,15 +23,14 @@ from stacks.delivery.flagger import (
 )
 from stacks.istio.policy import traffic_policy
 from stacks.istio.topology import ISTIO_NS
-from stacks.observability.prometheus import (
+from stacks.observability.kiali import (
     KIALI_SA,
-    istio_prometheus_configmap,
     kiali_remote_secret,
     kiali_remote_values,
     kiali_token_secret_name,
     kiali_values,
-    telemetry_defaults,
 )
+from stacks.observability.prometheus import istio_prometheus_configmap, telemetry_defaults
 from stacks.plan import ClusterPlan, HelmRelease, Step
 
 
@@ -83,7 +82,7 @@ def add_kiali_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec) -> None:
     """
     assert spec.observability is not None
     k = spec.observability.kiali
-    values = kiali_remote_values() if c.is_remote else kiali_values(spec, k.prometheus, k.auth_strategy)
+    values = kiali_remote_values() if c.is_remote else kiali_values(k.prometheus, k.auth_strategy)
     cp.add(Step("kiali", after=("istiod",), release=HelmRelease(
         release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
         repo_url=k.chart_repository, version=k.chart_version, values=values)))

@@ -1,5 +1,5 @@
 """Per-cluster metrics wiring (``meshboot:observability``): Prometheus configuration,
-recording rules, Istio ``Telemetry``, Kiali and linkerd-viz values.
+recording rules, Istio ``Telemetry``, linkerd-viz values (Kiali: ``kiali``).
 
 The one invariant: every series a cluster's Prometheus holds carries
 ``cluster="<cluster name>"``, put on at scrape time (a ``relabel_configs``
@@ -180,58 +180,3 @@ def linkerd_viz_values(spec: Spec, cluster: str) -> dict[str, Any]:
     if jobs:
         prom["scrapeConfigs"] = jobs
     return {"prometheus": prom}
-
-
-def kiali_values(spec: Spec, prometheus_url: str | None,
-                 auth_strategy: str | None = None) -> dict[str, Any]:
-    """kiali-server chart values (kiali/helm-charts v2.29.0 kiali-server/values.yaml).
-
-    Multi-cluster: Kiali reads the clusters it may access from remote-cluster
-    Secrets labelled ``kiali.io/multiCluster=true`` in its namespace
-    (``clustering.autodetect_secrets``; kiali.io docs/configuration/multi-cluster),
-    created per remote with kiali's ``kiali-prepare-remote-cluster.sh``. It
-    needs one Prometheus holding every cluster's metrics: the federating one
-    (``meshboot:observability.kiali.prometheus``, written to
-    ``external_services.prometheus.url``, a Kiali CR key the chart passes into
-    Kiali's config), else the cluster's own.
-    """
-    values: dict[str, Any] = {
-        "clustering": {"autodetect_secrets": {"enabled": True,
-                                              "label": "kiali.io/multiCluster=true"}}}
-    if auth_strategy is not None:
-        values["auth"] = {"strategy": auth_strategy}
-    if prometheus_url is not None:
-        values["external_services"] = {"prometheus": {"enabled": True, "url": prometheus_url}}
-    return values
-
-
-KIALI_SA = "kiali"   # kiali-server's ServiceAccount (fullname: deployment.instance_name "kiali")
-
-
-def kiali_remote_values() -> dict[str, Any]:
-    """kiali-server in a cluster without its own Kiali (an Istio remote): only the
-    ServiceAccount and roles other clusters' Kialis use (``deployment.
-    remote_cluster_resources_only``, which skips the Deployment, Service, ...)."""
-    return {"deployment": {"remote_cluster_resources_only": True}}
-
-
-def kiali_token_secret_name(spec: Spec) -> str:
-    return f"kiali-token-{spec.mesh.token_generation}"
-
-
-def kiali_remote_secret(spec: Spec, target: str, api_server: str) -> dict[str, Any]:
-    """The remote-cluster Secret a primary's Kiali reads to reach ``target``, in the
-    format of kiali/kiali hack/istio/multicluster/kiali-prepare-remote-cluster.sh:
-    label ``kiali.io/multiCluster: "true"``, annotation ``kiali.io/cluster``, one key
-    named after the cluster holding a token kubeconfig (Pulumi builds it)."""
-    from stacks.plan import KubeconfigRef
-
-    return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": f"kiali-remote-cluster-secret-{target}", "namespace": ISTIO_NS,
-                     "labels": {"kiali.io/multiCluster": "true"},
-                     "annotations": {"kiali.io/cluster": target}},
-        "stringData": {target: KubeconfigRef(
-            target=target, api_server=api_server,
-            token_secret=(ISTIO_NS, kiali_token_secret_name(spec)), user=KIALI_SA)},
-    }
