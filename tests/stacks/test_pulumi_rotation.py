@@ -10,7 +10,12 @@ import pytest
 
 from pki.ca import CA, certs_from_pem, fingerprint
 from tests.conftest import base_spec
-from tests.support.pulumi_harness import ProgramRun, run_program, unwrap_secrets, with_fake_kubeconfigs
+from tests.support.pulumi_harness import (
+    ProgramRun,
+    run_program,
+    unwrap_secrets,
+    with_fake_kubeconfigs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +65,17 @@ def test_each_cluster_gets_its_phase(provider: str, roots: tuple[CA, CA]) -> Non
             assert fps(values["identityTrustAnchorsPEM"]) == both
     # private keys only as secret outputs
     assert "key_pem" in next_root.secret_outputs
+
+
+def test_urn_function_names_the_rotation_resources(roots: tuple[CA, CA]) -> None:
+    """`meshboot dr` computes the program's URNs: during a rotation, the next root too."""
+    from clusters.loader import spec_from_config
+    from stacks.build import build_plan
+    from stacks.pulumi_urns import program_resources
+
+    spec = spec_with("istio", *roots)
+    run = run_program(spec, stack="dev")
+    plan = build_plan(spec_from_config({f"meshboot:{k}": v for k, v in spec.items()}, "t"))
+    computed = {r.urn for r in program_resources(plan, "dev", "meshboot") if r.kind != "object"}
+    assert computed == {r.urn for r in run.resources}
+    assert any(u.endswith("::mesh1-pki-next-root") for u in computed)
