@@ -85,6 +85,7 @@ def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> Load
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise SpecError(source, [Problem("config", "must be a mapping")])
+    problems.extend(_plain_rotation_key(config))
     decrypted = _decrypt_secure(config, doc, env, problems)
     spec = spec_from_config(decrypted, source, base_dir=path.parent, extra_problems=problems)
     return LoadedSpec(spec=spec, source=source, env=env_name(path), base_dir=path.parent,
@@ -216,6 +217,20 @@ def _type_name(value: Any) -> str:
     names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
              dict: "mapping", type(None): "null"}
     return names.get(type(value), type(value).__name__)
+
+
+def _plain_rotation_key(config: dict[str, Any]) -> list[Problem]:
+    """The rotation's new root key must be a ``secure:`` value, as ``rotate root`` writes it:
+    a private key in clear in a committed stack file is a leaked root."""
+    pki = config.get("meshboot:pki")
+    rot = pki.get("rotation") if isinstance(pki, dict) else None
+    new = rot.get("newRoot") if isinstance(rot, dict) else None
+    key = new.get("keyPem") if isinstance(new, dict) else None
+    if key is None or (isinstance(key, dict) and set(key) == {"secure"}):
+        return []
+    return [Problem("meshboot:pki.rotation.newRoot.keyPem",
+                    "must be a secure value ({secure: v1:...}, as `meshboot rotate root` and "
+                    "`pulumi config set --secret` write it), not the private key in clear")]
 
 
 def _decrypt_secure(

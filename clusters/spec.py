@@ -8,9 +8,9 @@ setting.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from clusters.delivery_spec import DeliverySpec, ObservabilitySpec
 from clusters.linkerd_spec import LinkerdSpec
@@ -57,6 +57,42 @@ class RootCaImport(Model):
     key_file: str | None = None
 
 
+class NewRootSpec(Model):
+    """The rotation's new root: certificate in clear, key as a ``secure:`` value."""
+
+    cert_pem: str | None = None
+    key_pem: str | None = None
+
+
+ROTATION_PHASES = ("trust-both", "sign-with-new", "drop-old")
+
+
+def _phase_number(value: object) -> object:
+    """A phase may be given by its number (1, 2, 3) as in the issue's list; kept as its name."""
+    if type(value) is int and 1 <= value <= len(ROTATION_PHASES):
+        return ROTATION_PHASES[value - 1]
+    return value
+
+
+RotationPhase = Annotated[Literal["trust-both", "sign-with-new", "drop-old"],
+                          BeforeValidator(_phase_number)]
+
+
+class RotationSpec(Model):
+    """A root rotation in progress (``meshboot rotate root`` writes it; see pki.rotation).
+
+    ``clusters``: clusters one phase ahead of ``phase``. Times are UTC,
+    ISO 8601 (``2026-12-03T07:00:00Z``).
+    """
+
+    phase: RotationPhase
+    new_root: NewRootSpec | None = None
+    clusters: dict[str, RotationPhase] = {}
+    since: str | None = None
+    signing_since: str | None = None
+    aborted_at: str | None = None
+
+
 class PkiSpec(Model):
     key_algorithm: str = "ecdsa-p256"
     root_validity_days: int = Field(default=3650, gt=0, le=MAX_VALIDITY_DAYS)
@@ -64,6 +100,7 @@ class PkiSpec(Model):
     # None: the provider's default (RENEW_BEFORE_DAYS), see renew_before().
     renew_before_days: int | None = Field(default=None, ge=0, le=MAX_VALIDITY_DAYS)
     root_ca: RootCaImport | None = None
+    rotation: RotationSpec | None = None
 
     def renew_before(self, provider: str) -> int:
         """Days before expiry an intermediate / issuer is re-issued, for ``provider``."""

@@ -89,6 +89,7 @@ def verify(config: Path, only: tuple[str, ...], wait: str, as_json: bool, pki_di
     gateway addresses and probes, mirror services, pods' trust-root hashes.
     Both: nodes' region/zone labels, and the same trust bundle everywhere.
     """
+    from pki.hierarchy import rotation_bundles
     from scripts.cli import _fail_spec, _load, default_pki_dir
     from stacks.build import build_plan
     from stacks.plan import pki_pem
@@ -121,7 +122,9 @@ def verify(config: Path, only: tuple[str, ...], wait: str, as_json: bool, pki_di
     if root is None and not as_json:
         click.echo(f"warning: no PKI store at {pki_dir or default_pki_dir(loaded)} and no imported "
                    "root: roots are compared across clusters only", err=True)
-    trust = (lambda ref: pki_pem(ref, root, {})) if root is not None else None
+    # During a root rotation each cluster's expected bundle is its phase's (pki.rotation).
+    bundles = rotation_bundles(plan.pki)
+    trust = (lambda ref: pki_pem(ref, root, {}, bundles)) if root is not None else None
     clusters = [c for c in loaded.spec.cluster_names if not only or c in only]
     runner = Runner(verifier(loaded.spec, plan, trust), loaded.base_dir, wait=seconds,
                     timeout=timeout)

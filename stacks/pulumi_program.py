@@ -39,6 +39,7 @@ import pulumi_kubernetes as k8s
 from clusters.kubeconfig import KubeconfigError
 from pki.hierarchy import PkiParams
 from pki.provider import IntermediateCA, RootCA
+from pki.rotation import signs_with_new, trusted_roots
 from stacks import pulumi_urns as names
 from stacks.plan import (
     ClusterPlan,
@@ -108,6 +109,7 @@ class MeshPki(pulumi.ComponentResource):
         super().__init__(names.MESH_PKI, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         imported = params.imported_root
+        rotation = params.rotation
         self.root = RootCA(
             f"{name}-root", profile=params.profile, mesh_id=params.mesh_id,
             trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
@@ -116,19 +118,40 @@ class MeshPki(pulumi.ComponentResource):
             imported_key_pem=pulumi.Output.secret(imported[1]) if imported else None,
             # The Pulumi twin of `meshboot render --new-root`: a one-shot intent, not config.
             allow_new_root=os.environ.get("MESHBOOT_NEW_ROOT") == "1",
+            next_root_cert_pem=rotation.new_root[0] if rotation else None,
             opts=child)
+        # A root rotation (pki.rotation): the new root, imported from the stack file like
+        # the current one; each cluster signs with the root and trusts the bundle of its
+        # phase, exactly as pki.hierarchy.build does for render.
+        self.next_root: RootCA | None = None
+        if rotation is not None:
+            self.next_root = RootCA(
+                f"{name}-next-root", profile=params.profile, mesh_id=params.mesh_id,
+                trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
+                validity_days=params.root_validity_days,
+                imported_cert_pem=rotation.new_root[0],
+                imported_key_pem=pulumi.Output.secret(rotation.new_root[1]), opts=child)
         self.intermediates: dict[str, IntermediateCA] = {}
+        self.bundles: dict[str, pulumi.Output[str]] = {}
         for c in params.clusters:
+            signer = self.root
+            if rotation is not None and self.next_root is not None:
+                phase = rotation.phase_of(c)
+                roots = {"old": self.root, "new": self.next_root}
+                self.bundles[c] = pulumi.Output.concat(
+                    *(roots[r].cert_pem for r in trusted_roots(phase)))
+                if signs_with_new(phase):
+                    signer = self.next_root
             self.intermediates[c] = IntermediateCA(
                 names.intermediate_name(c), profile=params.profile, mesh_id=params.mesh_id,
                 trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
                 cluster=c, validity_days=params.intermediate_validity_days,
                 renew_before_days=params.renew_before_days,
-                root_cert_pem=self.root.cert_pem, root_key_pem=self.root.key_pem, opts=child)
+                root_cert_pem=signer.cert_pem, root_key_pem=signer.key_pem, opts=child)
         self.register_outputs({"rootCertPem": self.root.cert_pem})
 
     def resolve(self, ref: PkiRef) -> pulumi.Output[str]:
-        value = pki_pem(ref, self.root.cert_pem, self.intermediates)
+        value = pki_pem(ref, self.root.cert_pem, self.intermediates, self.bundles)
         return pulumi.Output.secret(value) if ref.secret else value
 
 

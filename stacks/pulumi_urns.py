@@ -53,6 +53,11 @@ def root_name(mesh_id: str) -> str:
     return f"{pki_name(mesh_id)}-root"
 
 
+def next_root_name(mesh_id: str) -> str:
+    """During a root rotation MeshPki also holds the new root, `<its own name>-next-root`."""
+    return f"{pki_name(mesh_id)}-next-root"
+
+
 def intermediate_name(cluster: str) -> str:
     return f"{cluster}-ca"
 
@@ -122,6 +127,8 @@ def program_resources(plan: MeshPlan, stack: str, project: str) -> list[ProgramR
     out = [res(None, ENVIRONMENT, mesh, "component"),
            res(env_type, MESH_PKI, pki_name(mesh), "component"),
            res(pki_type, ROOT_CA, root_name(mesh), "pki")]
+    if plan.pki.rotation is not None:
+        out.append(res(pki_type, ROOT_CA, next_root_name(mesh), "pki"))
     out += [res(pki_type, INTERMEDIATE_CA, intermediate_name(c), "pki", cluster=c)
             for c in plan.pki.clusters]
     reads: dict[str, ProgramResource] = {}

@@ -305,18 +305,18 @@ def issuer_secret(cluster: str) -> dict[str, Any]:
         "stringData": {
             "tls.crt": PkiRef("ca-cert", cluster),
             "tls.key": PkiRef("ca-key", cluster),
-            "ca.crt": PkiRef("root-cert"),
+            "ca.crt": PkiRef("root-cert", cluster),
         },
     }
 
 
-def trust_roots_configmap() -> dict[str, Any]:
+def trust_roots_configmap(cluster: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "linkerd-identity-trust-roots", "namespace": LINKERD_NS,
                      "labels": dict(MANAGED)},
-        "data": {"ca-bundle.crt": PkiRef("root-cert")},
+        "data": {"ca-bundle.crt": PkiRef("root-cert", cluster)},
     }
 
 
@@ -324,11 +324,14 @@ def crds_values(c: ClusterSpec) -> dict[str, Any]:
     return {"installGatewayAPI": c.gateway_api_crds == "install"}
 
 
-def control_plane_values(spec: Spec) -> dict[str, Any]:
+def control_plane_values(spec: Spec, cluster: str) -> dict[str, Any]:
     return {
         "clusterDomain": spec.linkerd.cluster_domain,
         "identityTrustDomain": spec.mesh.trust_domain,
-        "identityTrustAnchorsPEM": PkiRef("root-cert"),
+        # During a root rotation, the cluster's phase's bundle (old + new anchors):
+        # linkerd docs "Manually rotating control plane TLS credentials", "Rotating
+        # the trust anchor" (`step certificate bundle`, then `identityTrustAnchorsPEM`).
+        "identityTrustAnchorsPEM": PkiRef("root-cert", cluster),
         "identity": {"externalCA": True, "issuer": {"scheme": "kubernetes.io/tls"}},
     }
 
@@ -503,12 +506,12 @@ def build_linkerd_plan(spec: Spec, source: str = "spec") -> MeshPlan:
         objs += [n for n in delivery.extra_namespaces(spec, c) if n["metadata"]["name"] not in have]
         cp.add(Step("namespaces", objects=tuple(objs)))
         cp.add(Step("identity-issuer", after=("namespaces",),
-                    objects=(issuer_secret(c.name), trust_roots_configmap())))
+                    objects=(issuer_secret(c.name), trust_roots_configmap(c.name))))
         cp.add(Step("linkerd-crds", after=("namespaces",),
                     release=chart(spec, "linkerd-crds", LINKERD_NS, crds_values(c))))
         cp.add(Step("linkerd-control-plane", after=("identity-issuer", "linkerd-crds"),
                     release=chart(spec, "linkerd-control-plane", LINKERD_NS,
-                                  control_plane_values(spec))))
+                                  control_plane_values(spec, c.name))))
         last = "linkerd-control-plane"
         if multi:
             cp.add(Step("linkerd-multicluster", after=("linkerd-control-plane",),
