@@ -492,6 +492,8 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
 
 from scripts.routes import routes  # noqa: E402, I001
 cli.add_command(routes)
+from scripts.diff import diff  # noqa: E402, I001
+cli.add_command(diff)
 
 
 def main() -> None:
