@@ -150,10 +150,12 @@ def _first(pem: bytes) -> Cert | None:
                 cert.not_valid_after_utc.strftime("%Y-%m-%d"))
 
 
-def _mesh_roots(tree: RenderTree, cas: dict[str, ClusterCa]) -> frozenset[str] | None:
+def _bundle(cas: dict[str, ClusterCa]) -> frozenset[str] | None:
     bundles = [ca.roots for ca in cas.values() if ca.roots is not None]
-    if bundles:
-        return frozenset().union(*bundles)
+    return frozenset().union(*bundles) if bundles else None
+
+
+def _marker_root(tree: RenderTree) -> frozenset[str] | None:
     fp = tree.root_fingerprint
     return frozenset({fp}) if fp else None
 
@@ -162,7 +164,12 @@ def ca_events(old: RenderTree, new: RenderTree) -> list[CaEvent]:
     """Root (mesh-wide) first, then each cluster's intermediate, in cluster order."""
     old_ca = {c: cluster_ca(objs) for c, objs in old.clusters.items()}
     new_ca = {c: cluster_ca(objs) for c, objs in new.clusters.items()}
-    events = _root_events(_mesh_roots(old, old_ca), _mesh_roots(new, new_ca))
+    old_roots, new_roots = _bundle(old_ca), _bundle(new_ca)
+    if old_roots is None or new_roots is None:
+        # One side shows no certificates (an Istio render without its Secrets): compare
+        # like with like, the root each marker records.
+        old_roots, new_roots = _marker_root(old), _marker_root(new)
+    events = _root_events(old_roots, new_roots)
     if not (old.has_secrets and new.has_secrets):
         which = " and ".join(t for t, tree in (("old", old), ("new", new)) if not tree.has_secrets)
         events.append(CaEvent(f"intermediates not compared: no Secrets in the {which} render",

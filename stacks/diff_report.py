@@ -79,7 +79,7 @@ def _longest_backticks(body: list[str]) -> int:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("&", "&amp;").replace("|", "\\|").replace("<", "&lt;")
 
 
 def markdown_report(diff: TreeDiff, objects_per_cluster: int = MARKDOWN_OBJECTS_PER_CLUSTER) -> str:
