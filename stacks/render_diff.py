@@ -91,6 +91,8 @@ def _object_changes(before: dict[ObjectKey, dict[str, Any]],
             out.append(ObjectChange(key, "removed", _summary(key, before[key])))
         elif before[key] != after[key]:
             lines = object_fields(key, before[key], after[key])
+            if not lines:  # e.g. a Secret's value moved between data and stringData
+                continue
             out.append(ObjectChange(key, "changed", _summary(key, after[key], before[key]),
                                     lines[:FIELDS_PER_OBJECT], max(0, len(lines) - FIELDS_PER_OBJECT)))
     return out
@@ -220,7 +222,13 @@ def show(value: Any) -> str:
         return str(value)
     if isinstance(value, dict):
         flat = _flow(value)
-        return flat if flat is not None else f"{{{len(value)} keys}}"
+        if flat is not None:
+            return flat
+        name = value.get("name")
+        if isinstance(name, str) and not show(name).startswith("<"):
+            more = len(value) - 1
+            return f"{{name: {show(name)}, {more} more key{'s' if more != 1 else ''}}}"
+        return f"{{{len(value)} keys}}"
     if isinstance(value, list):
         flat = _flow(value)
         return flat if flat is not None else f"[{len(value)} items]"
