@@ -175,13 +175,17 @@ def ca_events(old: RenderTree, new: RenderTree) -> list[CaEvent]:
         events.append(CaEvent(f"intermediates not compared: no Secrets in the {which} render",
                               change=False))
         return events
+    unchanged: list[str] = []
+    what = "intermediate"
     for cluster in cluster_order(old, new):
         before, after = old_ca.get(cluster), new_ca.get(cluster)
         a = before.intermediate if before else None
         b = after.intermediate if after else None
         known = after or before
-        what = known.what if known is not None else "intermediate"
-        if a and b and a.fingerprint != b.fingerprint:
+        what = known.what if known is not None else what
+        if a and b and a.fingerprint == b.fingerprint:
+            unchanged.append(cluster)
+        elif a and b:
             events.append(CaEvent(f"{what} of {cluster} re-issued: SHA-256 {a.short}… -> "
                                   f"{b.short}… (valid until {b.not_after})", True, cluster))
         elif b and not a:
@@ -190,6 +194,8 @@ def ca_events(old: RenderTree, new: RenderTree) -> list[CaEvent]:
         elif a and not b:
             events.append(CaEvent(f"{what} of {cluster} removed (was SHA-256 {a.short}…)",
                                   True, cluster))
+    if unchanged:
+        events.append(CaEvent(f"{what}s unchanged: {', '.join(unchanged)}", change=False))
     return events
 
 

@@ -93,6 +93,7 @@ def test_identical_renders_exit_0(renders: dict[str, Path]) -> None:
     result = _run("diff", str(renders["base"]), str(renders["same"]))
     assert result.exit_code == 0, result.output
     assert "summary: no changes" in result.output
+    assert "intermediates unchanged: east, west\n" in result.output
     assert re.search(r"root unchanged: SHA-256 [0-9a-f]{64}", result.output)
 
 
@@ -114,6 +115,7 @@ def test_changes_exit_3_with_field_diffs_and_ca_events(renders: dict[str, Path])
     assert re.search(r"root unchanged: SHA-256 [0-9a-f]{64}", out)
     assert re.search(r"intermediate of east re-issued: SHA-256 [0-9a-f]{16}… -> [0-9a-f]{16}…", out)
     assert "intermediate of west" not in out and "NEW ROOT" not in out
+    assert "intermediates unchanged: west\n" in out  # central is a remote: no cacerts
     assert "summary: " in out and "CA: intermediate of east re-issued" in out
 
 
