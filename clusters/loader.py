@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from clusters import stack_yaml
+from clusters.delivery_spec import DeliverySpec, ObservabilitySpec
 from clusters.errors import Problem, SpecError, echo, problem_order
 from clusters.linkerd_spec import LinkerdSpec
 from clusters.pulumi_secrets import PassphraseCrypter, SecretDecryptError, crypter_for_stack
@@ -29,6 +30,7 @@ from clusters.spec import (
     TrafficSpec,
 )
 from clusters.validate import spec_warnings, validate_spec
+from clusters.validate_delivery import validate_delivery
 from clusters.validate_policy import validate_policy
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
@@ -37,7 +39,11 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "security": SecuritySpec,
     "traffic": TrafficSpec,
     "linkerd": LinkerdSpec,
+    "delivery": DeliverySpec,
+    "observability": ObservabilitySpec,
 }
+# Sections that are off unless the stack file sets them (no default instance).
+_OPTIONAL_SECTIONS = frozenset({"delivery", "observability"})
 _LIST_MODELS: dict[str, type[BaseModel]] = {"clusters": ClusterSpec, "services": ServiceSpec}
 
 
@@ -146,6 +152,7 @@ def spec_from_config(
         if len(items["services"]) == (len(raw_services) if isinstance(raw_services, list) else 0):
             # Policy paths name services by index: only meaningful when none failed.
             problems.extend(validate_policy(spec))
+            problems.extend(validate_delivery(spec))
     if problems or spec is None:
         raise SpecError(source, problems, partial=spec)
     # The sections and items are validated models already (pydantic accepts them as
@@ -158,7 +165,7 @@ def spec_from_config(
 
 
 def _defaults() -> dict[str, Any]:
-    return {f: m() for f, m in _SECTION_MODELS.items()}
+    return {f: m() for f, m in _SECTION_MODELS.items() if f not in _OPTIONAL_SECTIONS}
 
 
 def _parse(model: type[BaseModel], value: Any, path: str, problems: list[Problem]) -> Any:

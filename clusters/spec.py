@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from clusters.delivery_spec import DeliverySpec, ObservabilitySpec
 from clusters.linkerd_spec import LinkerdSpec
 from clusters.models import Model
 from clusters.policy import SecuritySpec, ServicePolicyFields, TrafficSpec
@@ -157,6 +158,18 @@ class Spec(Model):
     security: SecuritySpec = SecuritySpec()
     traffic: TrafficSpec = TrafficSpec()
     linkerd: LinkerdSpec = LinkerdSpec()
+    # Optional: absent means off.
+    delivery: DeliverySpec | None = None
+    observability: ObservabilitySpec | None = None
+
+    @property
+    def flagger(self) -> bool:
+        """Whether Flagger drives the canary releases."""
+        return self.delivery is not None and self.delivery.engine == "flagger"
+
+    def flagger_canary(self, s: ServiceSpec) -> bool:
+        """Whether Flagger, not meshboot's routes, releases ``s``."""
+        return self.flagger and s.release is not None and s.release.canary is not None
 
     def cluster(self, name: str) -> ClusterSpec:
         for c in self.clusters:
@@ -178,4 +191,6 @@ CONFIG_KEYS = {
     "meshboot:security": "security",
     "meshboot:traffic": "traffic",
     "meshboot:linkerd": "linkerd",
+    "meshboot:delivery": "delivery",
+    "meshboot:observability": "observability",
 }

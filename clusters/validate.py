@@ -22,6 +22,7 @@ from clusters.spec import (
     ServiceSpec,
     Spec,
 )
+from clusters.validate_delivery import delivery_warnings
 
 
 def label_problem(path: str, value: str, what: str = "name") -> list[Problem]:
@@ -69,6 +70,7 @@ def spec_warnings(spec: Spec) -> list[Problem]:
                            f"less than {LINKERD_EXPIRY_WARNING_DAYS} days, so it will warn for "
                            f"{LINKERD_EXPIRY_WARNING_DAYS - renew} days before every renewal "
                            f"(the Linkerd default is {RENEW_BEFORE_DAYS['linkerd']})"))
+    out += delivery_warnings(spec)
     for i, c in enumerate(spec.clusters):
         base = f"meshboot:clusters[{i}]"
         host = urlsplit(c.api_server).hostname or ""

@@ -153,6 +153,14 @@ class PkiStore:
     def exists(self) -> bool:
         return (self.path / "meta.json").exists()
 
+    def has_intermediate(self, cluster: str) -> bool:
+        """Whether the store holds ``cluster``'s intermediate as :meth:`load_or_build`
+        would reuse it (recorded in meta.json, cert and key readable); reads only."""
+        meta = self._read_meta()
+        if meta is None or cluster not in (meta.get("clusters") or {}):
+            return False
+        return self._load_cluster(cluster) is not None
+
     def mode_problems(self) -> list[tuple[Path, int, int]]:
         """(path, mode, wanted mode) of every store entry group or others can access."""
         if not self.path.is_dir():

@@ -492,6 +492,13 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
 
 from scripts.routes import routes  # noqa: E402, I001
 cli.add_command(routes)
+from scripts.graph import graph  # noqa: E402, I001
+cli.add_command(graph)
+
+from scripts.verify import verify  # noqa: E402, I001
+cli.add_command(verify)
+from scripts.dr import dr  # noqa: E402, I001
+cli.add_command(dr)
 from scripts.diff import diff  # noqa: E402, I001
 cli.add_command(diff)
 

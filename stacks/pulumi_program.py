@@ -39,6 +39,7 @@ import pulumi_kubernetes as k8s
 from clusters.kubeconfig import KubeconfigError
 from pki.hierarchy import PkiParams
 from pki.provider import IntermediateCA, RootCA
+from stacks import pulumi_urns as names
 from stacks.plan import (
     ClusterPlan,
     CrossClusterDep,
@@ -87,12 +88,24 @@ def all_kubeconfigs(plan: MeshPlan, env: dict[str, str] | None = None) -> dict[s
     return found
 
 
+def adopt_existing_objects(env: dict[str, str] | None = None) -> bool:
+    """``MESHBOOT_ADOPT_EXISTING=1``: this run may take over objects already in the clusters.
+
+    A one-shot intent like ``MESHBOOT_NEW_ROOT``: after Pulumi state was lost, the
+    objects meshboot created are still live and a plain create would fail with
+    AlreadyExists. Off otherwise, so a resource renamed between runs (create, then
+    delete of the same object) fails loudly instead of deleting the object it just
+    adopted, which is the data loss the provider's default guards against.
+    """
+    return (os.environ if env is None else env).get("MESHBOOT_ADOPT_EXISTING") == "1"
+
+
 class MeshPki(pulumi.ComponentResource):
     """Root CA and one intermediate (Istio) / issuer (Linkerd) per cluster."""
 
     def __init__(self, name: str, params: PkiParams,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("meshboot:index:MeshPki", name, None, opts)
+        super().__init__(names.MESH_PKI, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         imported = params.imported_root
         self.root = RootCA(
@@ -107,7 +120,7 @@ class MeshPki(pulumi.ComponentResource):
         self.intermediates: dict[str, IntermediateCA] = {}
         for c in params.clusters:
             self.intermediates[c] = IntermediateCA(
-                f"{c}-ca", profile=params.profile, mesh_id=params.mesh_id,
+                names.intermediate_name(c), profile=params.profile, mesh_id=params.mesh_id,
                 trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
                 cluster=c, validity_days=params.intermediate_validity_days,
                 renew_before_days=params.renew_before_days,
@@ -135,13 +148,19 @@ class ClusterMesh(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterMeshArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("meshboot:index:ClusterMesh", name, None, opts)
+        super().__init__(names.CLUSTER_MESH, name, None, opts)
         self.plan = args.plan
         connection = args.plan.connection
         self.provider = k8s.Provider(
-            f"{name}-k8s",
+            names.provider_name(name),
             kubeconfig=pulumi.Output.secret(args.kubeconfig),
             context=connection.context,
+            # pulumi-kubernetes >= 4.29 creates with a client-side create that fails on an
+            # object already in the cluster, unless upsertExistingObjects (pulumi-kubernetes
+            # PR #4278, provider.go Configure). Set explicitly, so an ambient
+            # PULUMI_K8S_UPSERT_EXISTING_OBJECTS never changes what meshboot does; on only
+            # for a run that re-adopts live objects after Pulumi state was lost.
+            upsert_existing_objects=adopt_existing_objects(),
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["kubeconfig"]))
         self.done: dict[str, list[pulumi.Resource]] = {}
         self.secrets: dict[tuple[str, str], k8s.core.v1.Secret] = {}
@@ -161,7 +180,7 @@ class ClusterMesh(pulumi.ComponentResource):
         if step.release is not None:
             rel = step.release
             made.append(k8s.helm.v3.Release(
-                f"{cluster}-{step.name}",
+                names.step_resource_name(cluster, step.name),
                 name=rel.release_name,
                 chart=rel.chart,
                 version=rel.version,
@@ -182,7 +201,8 @@ class ClusterMesh(pulumi.ComponentResource):
             else:
                 plain.append(resolve(obj, resolver))
         if plain:
-            made.append(k8s.yaml.v2.ConfigGroup(f"{cluster}-{step.name}", objs=plain, opts=opts))
+            made.append(k8s.yaml.v2.ConfigGroup(names.step_resource_name(cluster, step.name),
+                                                objs=plain, opts=opts))
         self.done[step.name] = made
 
     def _secret(self, obj: dict[str, Any], resolver: Callable[[Ref], Any],
@@ -191,7 +211,7 @@ class ClusterMesh(pulumi.ComponentResource):
         ns, name = meta.get("namespace", "default"), meta["name"]
         string_data = obj.get("stringData")
         secret = k8s.core.v1.Secret(
-            f"{self.plan.cluster}-secret-{ns}-{name}",
+            names.secret_name(self.plan.cluster, ns, name),
             metadata=meta,
             type=obj.get("type"),
             string_data=pulumi.Output.secret(resolve(string_data, resolver))
@@ -215,9 +235,9 @@ class MeshEnvironment(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MeshEnvironmentArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("meshboot:index:MeshEnvironment", name, None, opts)
+        super().__init__(names.ENVIRONMENT, name, None, opts)
         plan = args.plan
-        self.pki = MeshPki(f"{name}-pki", plan.pki, pulumi.ResourceOptions(parent=self))
+        self.pki = MeshPki(names.pki_name(name), plan.pki, pulumi.ResourceOptions(parent=self))
         self.order = plan.order
         # Checked before any cluster resource exists: a cycle registers nothing more.
         schedule = _schedule(plan)
@@ -287,7 +307,7 @@ class MeshEnvironment(pulumi.ComponentResource):
         if ref.cluster not in self._gateway_addresses:
             cm = self.clusters[ref.cluster]
             svc = k8s.core.v1.Service.get(
-                f"{ref.cluster}-{ref.service}-lb", f"{ref.namespace}/{ref.service}",
+                names.gateway_read_name(ref.cluster, ref.service), f"{ref.namespace}/{ref.service}",
                 opts=cm.child_opts(cm.done[ref.after_step]))
             cluster = ref.cluster
             self._gateway_addresses[cluster] = svc.status.apply(
@@ -301,7 +321,7 @@ class MeshEnvironment(pulumi.ComponentResource):
             ns, name = ref.token_secret
             # Read back after creation: the token controller fills data.token/ca.crt.
             live = k8s.core.v1.Secret.get(
-                f"{ref.target}-{name}-read", f"{ns}/{name}",
+                names.token_read_name(ref.target, name), f"{ns}/{name}",
                 opts=cm.child_opts([cm.secrets[ref.token_secret]],
                                    additional_secret_outputs=["data"]))
             self._kubeconfigs[key] = pulumi.Output.secret(live.data.apply(

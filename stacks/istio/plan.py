@@ -24,6 +24,7 @@ from stacks.common import (
     service_account_token_secret,
     service_namespaces,
 )
+from stacks.istio import delivery
 from stacks.istio.order import cross_cluster_order
 from stacks.istio.policy import istio_policy_objects
 from stacks.istio.topology import (
@@ -289,6 +290,8 @@ def build_istio_plan(spec: Spec, source: str = "spec") -> MeshPlan:
             if c.is_remote and c.primary else None
         objs = [namespace(ISTIO_NS, {"topology.istio.io/network": c.network}, ns_annotations)]
         objs += app_namespaces
+        have = {o["metadata"]["name"] for o in objs}
+        objs += [n for n in delivery.extra_namespaces(spec, c) if n["metadata"]["name"] not in have]
         cp.add(Step("namespaces", objects=tuple(objs)))
         istiod_after: tuple[str, ...] = ("istio-base",)
         if not c.is_remote:
@@ -329,6 +332,7 @@ def build_istio_plan(spec: Spec, source: str = "spec") -> MeshPlan:
         extra = policy.get(c.name, [])
         if extra:
             cp.add(Step("policy", after=(cr_after,), objects=tuple(extra)))
+        delivery.add_steps(spec, cp, c, cr_after)
         plans.append(cp)
     notes = []
     if spec.mesh.token_generation > 1:
