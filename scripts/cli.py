@@ -520,6 +520,8 @@ from scripts.verify import verify  # noqa: E402, I001
 cli.add_command(verify)
 from scripts.dr import dr  # noqa: E402, I001
 cli.add_command(dr)
+from scripts.diff import diff  # noqa: E402, I001
+cli.add_command(diff)
 
 
 def main() -> None:
