@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from clusters import stack_yaml
+from clusters.delivery_spec import DeliverySpec, ObservabilitySpec
 from clusters.errors import Problem, SpecError, echo, problem_order
 from clusters.linkerd_spec import LinkerdSpec
 from clusters.pulumi_secrets import PassphraseCrypter, SecretDecryptError, crypter_for_stack
@@ -29,6 +30,7 @@ from clusters.spec import (
     TrafficSpec,
 )
 from clusters.validate import spec_warnings, validate_spec
+from clusters.validate_delivery import validate_delivery
 from clusters.validate_policy import validate_policy
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
@@ -37,7 +39,11 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "security": SecuritySpec,
     "traffic": TrafficSpec,
     "linkerd": LinkerdSpec,
+    "delivery": DeliverySpec,
+    "observability": ObservabilitySpec,
 }
+# Sections that are off unless the stack file sets them (no default instance).
+_OPTIONAL_SECTIONS = frozenset({"delivery", "observability"})
 _LIST_MODELS: dict[str, type[BaseModel]] = {"clusters": ClusterSpec, "services": ServiceSpec}
 
 
@@ -79,6 +85,7 @@ def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> Load
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise SpecError(source, [Problem("config", "must be a mapping")])
+    problems.extend(_plain_rotation_key(config))
     decrypted = _decrypt_secure(config, doc, env, problems)
     spec = spec_from_config(decrypted, source, base_dir=path.parent, extra_problems=problems)
     return LoadedSpec(spec=spec, source=source, env=env_name(path), base_dir=path.parent,
@@ -146,6 +153,7 @@ def spec_from_config(
         if len(items["services"]) == (len(raw_services) if isinstance(raw_services, list) else 0):
             # Policy paths name services by index: only meaningful when none failed.
             problems.extend(validate_policy(spec))
+            problems.extend(validate_delivery(spec))
     if problems or spec is None:
         raise SpecError(source, problems, partial=spec)
     # The sections and items are validated models already (pydantic accepts them as
@@ -158,7 +166,7 @@ def spec_from_config(
 
 
 def _defaults() -> dict[str, Any]:
-    return {f: m() for f, m in _SECTION_MODELS.items()}
+    return {f: m() for f, m in _SECTION_MODELS.items() if f not in _OPTIONAL_SECTIONS}
 
 
 def _parse(model: type[BaseModel], value: Any, path: str, problems: list[Problem]) -> Any:
@@ -209,6 +217,20 @@ def _type_name(value: Any) -> str:
     names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
              dict: "mapping", type(None): "null"}
     return names.get(type(value), type(value).__name__)
+
+
+def _plain_rotation_key(config: dict[str, Any]) -> list[Problem]:
+    """The rotation's new root key must be a ``secure:`` value, as ``rotate root`` writes it:
+    a private key in clear in a committed stack file is a leaked root."""
+    pki = config.get("meshboot:pki")
+    rot = pki.get("rotation") if isinstance(pki, dict) else None
+    new = rot.get("newRoot") if isinstance(rot, dict) else None
+    key = new.get("keyPem") if isinstance(new, dict) else None
+    if key is None or (isinstance(key, dict) and set(key) == {"secure"}):
+        return []
+    return [Problem("meshboot:pki.rotation.newRoot.keyPem",
+                    "must be a secure value ({secure: v1:...}, as `meshboot rotate root` and "
+                    "`pulumi config set --secret` write it), not the private key in clear")]
 
 
 def _decrypt_secure(

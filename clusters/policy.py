@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from clusters.delivery_spec import AnalysisSpec
 from clusters.models import Duration, Model, Percent, PortKey, Share
 
 IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE")
@@ -173,6 +174,10 @@ class CanarySpec(Model):
     candidate: str
     weight: Share = 0
     header: HeaderMatch | None = None
+    # With meshboot:delivery.engine flagger: the analysis (over meshboot:delivery.analysis)
+    # and the Deployment Flagger rolls out (default: the service's name).
+    analysis: AnalysisSpec | None = None
+    deployment: str | None = None
 
 
 class BlueGreenSpec(Model):

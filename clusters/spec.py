@@ -8,10 +8,11 @@ setting.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
+from clusters.delivery_spec import DeliverySpec, ObservabilitySpec
 from clusters.linkerd_spec import LinkerdSpec
 from clusters.models import Model
 from clusters.policy import SecuritySpec, ServicePolicyFields, TrafficSpec
@@ -56,6 +57,42 @@ class RootCaImport(Model):
     key_file: str | None = None
 
 
+class NewRootSpec(Model):
+    """The rotation's new root: certificate in clear, key as a ``secure:`` value."""
+
+    cert_pem: str | None = None
+    key_pem: str | None = None
+
+
+ROTATION_PHASES = ("trust-both", "sign-with-new", "drop-old")
+
+
+def _phase_number(value: object) -> object:
+    """A phase may be given by its number (1, 2, 3) as in the issue's list; kept as its name."""
+    if type(value) is int and 1 <= value <= len(ROTATION_PHASES):
+        return ROTATION_PHASES[value - 1]
+    return value
+
+
+RotationPhase = Annotated[Literal["trust-both", "sign-with-new", "drop-old"],
+                          BeforeValidator(_phase_number)]
+
+
+class RotationSpec(Model):
+    """A root rotation in progress (``meshboot rotate root`` writes it; see pki.rotation).
+
+    ``clusters``: clusters one phase ahead of ``phase``. Times are UTC,
+    ISO 8601 (``2026-12-03T07:00:00Z``).
+    """
+
+    phase: RotationPhase
+    new_root: NewRootSpec | None = None
+    clusters: dict[str, RotationPhase] = {}
+    since: str | None = None
+    signing_since: str | None = None
+    aborted_at: str | None = None
+
+
 class PkiSpec(Model):
     key_algorithm: str = "ecdsa-p256"
     root_validity_days: int = Field(default=3650, gt=0, le=MAX_VALIDITY_DAYS)
@@ -63,6 +100,7 @@ class PkiSpec(Model):
     # None: the provider's default (RENEW_BEFORE_DAYS), see renew_before().
     renew_before_days: int | None = Field(default=None, ge=0, le=MAX_VALIDITY_DAYS)
     root_ca: RootCaImport | None = None
+    rotation: RotationSpec | None = None
 
     def renew_before(self, provider: str) -> int:
         """Days before expiry an intermediate / issuer is re-issued, for ``provider``."""
@@ -157,6 +195,18 @@ class Spec(Model):
     security: SecuritySpec = SecuritySpec()
     traffic: TrafficSpec = TrafficSpec()
     linkerd: LinkerdSpec = LinkerdSpec()
+    # Optional: absent means off.
+    delivery: DeliverySpec | None = None
+    observability: ObservabilitySpec | None = None
+
+    @property
+    def flagger(self) -> bool:
+        """Whether Flagger drives the canary releases."""
+        return self.delivery is not None and self.delivery.engine == "flagger"
+
+    def flagger_canary(self, s: ServiceSpec) -> bool:
+        """Whether Flagger, not meshboot's routes, releases ``s``."""
+        return self.flagger and s.release is not None and s.release.canary is not None
 
     def cluster(self, name: str) -> ClusterSpec:
         for c in self.clusters:
@@ -178,4 +228,6 @@ CONFIG_KEYS = {
     "meshboot:security": "security",
     "meshboot:traffic": "traffic",
     "meshboot:linkerd": "linkerd",
+    "meshboot:delivery": "delivery",
+    "meshboot:observability": "observability",
 }

@@ -30,6 +30,7 @@ is parsed again and compared with what was meant before it replaces the file
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -263,3 +264,73 @@ def replace_file(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def with_pki_entries(text: str, doc: dict[str, Any], entries: dict[str, Any],
+                     salt_line: str | None = None) -> str:
+    """``text`` with keys of ``meshboot:pki`` set to ``entries``' values (None: removed).
+
+    For ``meshboot rotate root``, which rewrites ``rotation`` (and, when a rotation
+    finishes, ``rootCa``) in an existing block mapping ``meshboot:pki``. Values are
+    plain data as :func:`clusters.stack_yaml.parse` returns it (a secure value is
+    ``{"secure": "v1:..."}``, written back verbatim). Every other line stays as it
+    was; the result must parse to exactly ``doc`` with those keys changed (and
+    ``encryptionsalt: salt_line`` added before ``config`` when given).
+    """
+    if not text.endswith("\n"):
+        text += "\n"
+    lines = text.splitlines(keepends=True)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    config = _find(root, "config") if isinstance(root, yaml.MappingNode) else None
+    pki = _find(config[1], PKI_KEY) if config and isinstance(config[1], yaml.MappingNode) else None
+    if config is None or pki is None or not isinstance(pki[1], yaml.MappingNode) \
+            or pki[1].flow_style or not pki[1].value:
+        raise StackFileError(f"{PKI_KEY} must be a block mapping to be edited in place")
+    pairs = list(pki[1].value)
+    indent = pairs[0][0].start_mark.column
+    edits: list[tuple[int, int, str]] = []   # (first line, end line, replacement)
+    for key, value in entries.items():
+        block = "" if value is None else _yaml_block(key, value, indent)
+        for i, (k, v) in enumerate(pairs):
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                stop = pairs[i + 1][0].start_mark.line if i + 1 < len(pairs) else _end_line(v)
+                edits.append((k.start_mark.line, stop, block))
+                break
+        else:
+            if value is not None:
+                at = _end_line(pairs[-1][1])
+                edits.append((at, at, block))
+    for start, stop, block in sorted(edits, reverse=True):
+        lines[start:stop] = [block] if block else []
+    if salt_line is not None:
+        lines.insert(config[0].start_mark.line, f"encryptionsalt: {salt_line}\n")
+    new_text = "".join(lines)
+    want = copy.deepcopy(doc)
+    if salt_line is not None:
+        want["encryptionsalt"] = salt_line
+    want_pki = want["config"][PKI_KEY]
+    for key, value in entries.items():
+        if value is None:
+            want_pki.pop(key, None)
+        else:
+            want_pki[key] = value
+    got, problems = parse(new_text)
+    if problems or got != want:
+        raise StackFileError("could not edit the stack file in place without changing other "
+                             "values (unusual layout?); edit meshboot:pki by hand")
+    return new_text
+
+
+def _yaml_block(key: str, value: Any, indent: int) -> str:
+    """``key: value`` as block YAML at ``indent``: PEM as literal blocks, text quoted."""
+    pad = " " * indent
+    if isinstance(value, dict):
+        if not value:
+            return f"{pad}{key}: {{}}\n"
+        return f"{pad}{key}:\n" + "".join(_yaml_block(k, v, indent + 2) for k, v in value.items())
+    if isinstance(value, str) and "\n" in value:
+        body = "".join(f"{pad}  {ln}\n" for ln in value.rstrip("\n").splitlines())
+        return f"{pad}{key}: |\n{body}"
+    if isinstance(value, str):
+        return f"{pad}{key}: {json.dumps(value)}\n"
+    return f"{pad}{key}: {json.dumps(value)}\n"

@@ -16,12 +16,14 @@ from clusters.spec import (
     KEY_ALGORITHMS,
     LINKERD_EXPIRY_WARNING_DAYS,
     RENEW_BEFORE_DAYS,
+    ROTATION_PHASES,
     ClusterSpec,
     MeshSpec,
     PkiSpec,
     ServiceSpec,
     Spec,
 )
+from clusters.validate_delivery import delivery_warnings
 
 
 def label_problem(path: str, value: str, what: str = "name") -> list[Problem]:
@@ -50,6 +52,8 @@ def validate_spec(
     problems += _check_clusters(clusters, mesh.id)
     known = {c.name for c in clusters.values()} | (declared_clusters or set())
     problems += _check_services(services, known)
+    if pki is not None and pki.rotation is not None:
+        problems += _check_rotation(pki, known)
     linkerd: LinkerdSpec | None = sections.get("linkerd")
     if linkerd is not None:
         problems += _check_linkerd(linkerd)
@@ -69,6 +73,7 @@ def spec_warnings(spec: Spec) -> list[Problem]:
                            f"less than {LINKERD_EXPIRY_WARNING_DAYS} days, so it will warn for "
                            f"{LINKERD_EXPIRY_WARNING_DAYS - renew} days before every renewal "
                            f"(the Linkerd default is {RENEW_BEFORE_DAYS['linkerd']})"))
+    out += delivery_warnings(spec)
     for i, c in enumerate(spec.clusters):
         base = f"meshboot:clusters[{i}]"
         host = urlsplit(c.api_server).hostname or ""
@@ -151,6 +156,58 @@ def _check_pki(pki: PkiSpec, mesh: MeshSpec, base_dir: Path | None) -> list[Prob
                            "its root)"))
     if pki.root_ca is not None:
         out += _check_root_import(pki, base_dir)
+    return out
+
+
+_ROTATION = "meshboot:pki.rotation"
+
+
+def _utc_time(path: str, value: str | None) -> list[Problem]:
+    import datetime as dt
+
+    if value is None:
+        return []
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        return [Problem(path, f"{echo(value)} is not an ISO 8601 time with a zone "
+                              "(e.g. 2026-12-03T07:00:00Z)")]
+    return []
+
+
+def _check_rotation(pki: PkiSpec, clusters: set[str]) -> list[Problem]:
+    """The structure of a rotation in progress; the new root's crypto is checked with
+    the plan's PKI inputs (stacks.build)."""
+    rot = pki.rotation
+    assert rot is not None
+    out: list[Problem] = []
+    if pki.root_ca is None:
+        out.append(Problem(_ROTATION, "a rotation replaces meshboot:pki.rootCa, which is not "
+                                      "set: put the current root there first "
+                                      "(`meshboot pki init`)"))
+    if rot.new_root is None:
+        out.append(Problem(f"{_ROTATION}.newRoot", "required: the root being rotated to "
+                                                   "(certPem, and keyPem as a secure value)"))
+    else:
+        for key, value in (("certPem", rot.new_root.cert_pem), ("keyPem", rot.new_root.key_pem)):
+            if not value:
+                out.append(Problem(f"{_ROTATION}.newRoot.{key}", "required"))
+    order = list(ROTATION_PHASES)
+    nxt = order[order.index(rot.phase) + 1] if rot.phase != order[-1] else None
+    for name, phase in rot.clusters.items():
+        path = f"{_ROTATION}.clusters.{name}"
+        if name not in clusters:
+            out.append(Problem(path, f"no cluster named {echo(name)} in meshboot:clusters"))
+        elif phase != nxt:
+            allowed = (f"only {nxt} (one phase ahead of phase {rot.phase})" if nxt
+                       else "none: nothing comes after drop-old")
+            out.append(Problem(path, f"{phase}: clusters are never more than one phase apart, "
+                                     f"and one listed here must be ahead; allowed: {allowed}"))
+    for key, value in (("since", rot.since), ("signingSince", rot.signing_since),
+                       ("abortedAt", rot.aborted_at)):
+        out += _utc_time(f"{_ROTATION}.{key}", value)
     return out
 
 

@@ -26,8 +26,9 @@ from typing import Any
 
 from cryptography import x509
 
-from .ca import CA, PROFILES, fingerprint, utcnow, verify_issued_by
+from .ca import CA, PROFILES, certs_from_pem, certs_to_pem, fingerprint, utcnow, verify_issued_by
 from .keys import KeyAlgorithm, key_algorithm_of
+from .rotation import RootRotation, signs_with_new, trusted_roots
 
 # Same bound as the spec's (clusters.spec.MAX_VALIDITY_DAYS); the PKI package
 # does not import the spec.
@@ -55,6 +56,7 @@ class PkiParams:
     renew_before_days: int
     clusters: tuple[str, ...]
     imported_root: tuple[str, str] | None = None  # (cert_pem, key_pem) of an enterprise root
+    rotation: RootRotation | None = None  # a root rotation in progress (pki.rotation)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,17 @@ class MeshPKI:
     intermediates: dict[str, CA]  # cluster name -> intermediate / linkerd issuer
     reissued: tuple[str, ...]  # clusters that got a new intermediate in this call
     reasons: Mapping[str, str] = field(default_factory=dict)  # cluster -> why reissued
+    # During a rotation: the new root, and each cluster's trust bundle (roots, in order).
+    new_root: CA | None = None
+    bundles: Mapping[str, tuple[x509.Certificate, ...]] = field(default_factory=dict)
+
+    def trusted(self, cluster: str) -> tuple[x509.Certificate, ...]:
+        """The roots ``cluster`` trusts (its ``root-cert.pem`` / trust anchors)."""
+        return self.bundles.get(cluster, (self.root.cert,))
+
+    def bundle_pems(self) -> dict[str, str]:
+        """Cluster -> trust bundle PEM, for the clusters whose bundle is not the root alone."""
+        return {c: certs_to_pem(certs) for c, certs in self.bundles.items()}
 
 
 def validate_params(params: PkiParams) -> None:
@@ -203,24 +216,32 @@ def build(
             f"the root CA expired on {root.cert.not_valid_after_utc.isoformat()}; root "
             "rotation is a deliberate procedure and is not done automatically"
         )
-    root_fp = fingerprint(root.cert)
-    root_chain = (root.cert, *root.chain)
+    new_root = rotation_root(params, root, now)
     intermediates: dict[str, CA] = {}
     reissued: list[str] = []
     reasons: dict[str, str] = {}
+    bundles: dict[str, tuple[x509.Certificate, ...]] = {}
     for cluster in params.clusters:
-        wanted = intermediate_inputs(params, cluster, root_fp)
+        signer = root
+        if new_root is not None and params.rotation is not None:
+            phase = params.rotation.phase_of(cluster)
+            roots = {"old": root.cert, "new": new_root.cert}
+            bundles[cluster] = tuple(roots[r] for r in trusted_roots(phase))
+            if signs_with_new(phase):
+                signer = new_root
+        wanted = intermediate_inputs(params, cluster, fingerprint(signer.cert))
         reason: str | None = "no intermediate yet"
         if cluster in existing:
             ca, stored = existing[cluster]
             reason = needs_reissue(
-                ca.cert, stored, wanted, params.renew_before_days, now, root=root.cert
+                ca.cert, stored, wanted, params.renew_before_days, now, root=signer.cert
             )
             if reason is None:
                 # normalise the chain so callers always see ... -> this root
-                intermediates[cluster] = CA(cert=ca.cert, key=ca.key, chain=root_chain)
+                intermediates[cluster] = CA(cert=ca.cert, key=ca.key,
+                                            chain=(signer.cert, *signer.chain))
                 continue
-        intermediates[cluster] = root.issue_intermediate(
+        intermediates[cluster] = signer.issue_intermediate(
             profile=params.profile,
             cluster=cluster,
             key_algorithm=params.key_algorithm,
@@ -231,4 +252,39 @@ def build(
         reissued.append(cluster)
         reasons[cluster] = reason or "no intermediate yet"
     return MeshPKI(root=root, intermediates=intermediates, reissued=tuple(reissued),
-                   reasons=reasons)
+                   reasons=reasons, new_root=new_root, bundles=bundles)
+
+
+def rotation_bundles(params: PkiParams) -> dict[str, str]:
+    """Cluster -> trust bundle PEM during a root rotation ({} outside one).
+
+    From the parameters alone (the imported current root and the rotation's new
+    root; no private key used, nothing issued): what ``meshboot verify`` compares
+    the live clusters with, equal to :meth:`MeshPKI.bundle_pems` of a built hierarchy.
+    """
+    if params.rotation is None or params.imported_root is None:
+        return {}
+    roots = {"old": certs_from_pem(params.imported_root[0])[0],
+             "new": certs_from_pem(params.rotation.new_root[0])[0]}
+    return {c: certs_to_pem(roots[r] for r in trusted_roots(params.rotation.phase_of(c)))
+            for c in params.clusters}
+
+
+def rotation_root(params: PkiParams, root: CA, now: dt.datetime | None = None) -> CA | None:
+    """The rotation's new root, checked as an imported root is; None outside a rotation."""
+    if params.rotation is None:
+        return None
+    try:
+        new_root = CA.from_pem(*params.rotation.new_root)
+    except ValueError as exc:
+        raise ValueError(f"the rotation's new root is unusable: {exc}") from exc
+    if new_root.chain:
+        raise ValueError("the rotation's new root must be a root (self-signed)")
+    if params.profile == "linkerd" and key_algorithm_of(new_root.key) is not KeyAlgorithm.ECDSA_P256:
+        raise ValueError("the rotation's new root must be ECDSA P-256 (the linkerd profile)")
+    if fingerprint(new_root.cert) == fingerprint(root.cert):
+        raise ValueError("the rotation's new root is the current root")
+    if new_root.cert.not_valid_after_utc <= (now or utcnow()):
+        raise ValueError(f"the rotation's new root expired on "
+                         f"{new_root.cert.not_valid_after_utc.isoformat()}")
+    return new_root

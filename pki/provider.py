@@ -117,6 +117,17 @@ def _root_subject_inputs(props: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _next_root_fingerprint(props: dict[str, Any]) -> str | None:
+    """The fingerprint of the root a rotation in progress moves to (``next_root_cert_pem``)."""
+    pem = props.get("next_root_cert_pem")
+    if not pem or _is_unknown(pem):
+        return None
+    try:
+        return fingerprint(certs_from_pem(pem)[0])
+    except (ValueError, IndexError):
+        return None
+
+
 class RootReplacementRefused(Exception):
     """An update would give the mesh another root and ``allow_new_root`` was not set."""
 
@@ -138,6 +149,8 @@ def _refuse_silent_root_change(olds: dict[str, Any], news: dict[str, Any]) -> No
     imported = wanted.get("imported_fingerprint") or None
     if imported == old_fp:
         return
+    if imported is not None and imported == _next_root_fingerprint(olds):
+        return  # a finished root rotation: the root state was told about (pki.rotation)
     became = f"root {imported}" if imported else "a newly generated root"
     raise RootReplacementRefused(
         f"this update would replace the mesh's root CA {old_fp} with {became} (subject "
@@ -176,7 +189,9 @@ class RootCAProvider(dyn.ResourceProvider):
         _refuse_silent_root_change(olds, news)
         changed = olds.get("subject_inputs") != _root_subject_inputs(news)
         missing = any(not olds.get(k) for k in _CERT_OUTPUTS)
-        return dyn.DiffResult(changes=changed or missing, replaces=[], stables=[])
+        # Record a rotation's next root in state even when the root itself stays.
+        next_root = olds.get("next_root_cert_pem") != news.get("next_root_cert_pem")
+        return dyn.DiffResult(changes=changed or missing or next_root, replaces=[], stables=[])
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         olds, news = _plain(olds), _plain(news)
@@ -335,10 +350,14 @@ class RootCA(dyn.Resource, module="meshboot", name="RootCA"):
         imported_cert_pem: pulumi.Input[str] | None = None,
         imported_key_pem: pulumi.Input[str] | None = None,
         allow_new_root: bool = False,
+        next_root_cert_pem: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
             "allow_new_root": allow_new_root,
+            # During a root rotation, the root it moves to: once the rotation is
+            # finished, the stack file imports it and this resource accepts it.
+            "next_root_cert_pem": next_root_cert_pem,
             "profile": profile,
             "mesh_id": mesh_id,
             "trust_domain": trust_domain,

@@ -64,6 +64,7 @@ _META_TYPES: dict[str, tuple[type, str]] = {
     "key_algorithm": (str, "a string"), "trust_domain": (str, "a string"),
     "root_fingerprint": (str, "a string"), "root_imported": (bool, "true or false"),
     "clusters": (dict, "an object"), "key_sha256": (dict, "an object"),
+    "next_root_fingerprint": (str, "a string"),
 }
 _READ_ONLY_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
@@ -130,7 +131,7 @@ class PkiStore:
             if meta is not None:
                 self._check_meta(meta, params)
                 existing_root = self._load_root(meta)
-                self._check_imported_root(params, existing_root)
+                self._check_imported_root(params, existing_root, meta)
                 for cluster in params.clusters:
                     inputs = meta.get("clusters", {}).get(cluster)
                     loaded = self._load_cluster(cluster)
@@ -147,11 +148,20 @@ class PkiStore:
                 raise PkiStoreError(f"PKI store {self.path}: {exc}") from exc
             if before_write is not None:
                 before_write(pki)
-            self._persist(params, pki, meta, root_is_new=existing_root is None)
+            self._persist(params, pki, meta, root_is_new=existing_root is None
+                          or fingerprint(existing_root.cert) != fingerprint(pki.root.cert))
             return pki
 
     def exists(self) -> bool:
         return (self.path / "meta.json").exists()
+
+    def has_intermediate(self, cluster: str) -> bool:
+        """Whether the store holds ``cluster``'s intermediate as :meth:`load_or_build`
+        would reuse it (recorded in meta.json, cert and key readable); reads only."""
+        meta = self._read_meta()
+        if meta is None or cluster not in (meta.get("clusters") or {}):
+            return False
+        return self._load_cluster(cluster) is not None
 
     def mode_problems(self) -> list[tuple[Path, int, int]]:
         """(path, mode, wanted mode) of every store entry group or others can access."""
@@ -175,7 +185,7 @@ class PkiStore:
         if not problems:
             try:
                 root = self._load_root(meta)
-                self._check_imported_root(params, root)
+                self._check_imported_root(params, root, meta)
             except PkiStoreError as exc:
                 problems.append(str(exc))
         return problems
@@ -209,14 +219,19 @@ class PkiStore:
                 "elsewhere or move the store away deliberately. Nothing was changed."
             )
 
-    def _check_imported_root(self, params: PkiParams, stored_root: CA) -> None:
+    def _check_imported_root(self, params: PkiParams, stored_root: CA,
+                             meta: dict[str, Any] | None = None) -> None:
         if params.imported_root is None:
             return
         try:
             imported = CA.from_pem(*params.imported_root)
         except ValueError as exc:
             raise PkiStoreError(f"imported root is unusable: {exc}") from exc
-        if fingerprint(imported.cert) != fingerprint(stored_root.cert):
+        # A finished root rotation (pki.rotation): the stack file's root became the
+        # new root this store was told about while the rotation ran. Any other
+        # change is refused.
+        finished = (meta or {}).get("next_root_fingerprint") == fingerprint(imported.cert)
+        if fingerprint(imported.cert) != fingerprint(stored_root.cert) and not finished:
             raise PkiStoreError(
                 f"PKI store {self.path} holds root {fingerprint(stored_root.cert)[:16]}..., "
                 f"but the spec imports root {fingerprint(imported.cert)[:16]}...; "
@@ -333,8 +348,10 @@ class PkiStore:
                 digests[cluster] = self._checked[cluster]
         root_fp = fingerprint(pki.root.cert)
         clusters_meta: dict[str, Any] = dict((meta or {}).get("clusters", {}))
-        for cluster in pki.intermediates:
-            clusters_meta[cluster] = intermediate_inputs(params, cluster, root_fp)
+        for cluster, ca in pki.intermediates.items():
+            # during a root rotation a cluster may sign with the new root already
+            clusters_meta[cluster] = intermediate_inputs(params, cluster,
+                                                         fingerprint(ca.root_cert))
         new_meta = {
             "version": _META_VERSION,
             "mesh_id": params.mesh_id,
@@ -346,6 +363,9 @@ class PkiStore:
             "clusters": dict(sorted(clusters_meta.items())),
             "key_sha256": dict(sorted(digests.items())),
         }
+        if pki.new_root is not None:
+            # What a finished rotation may make the root (see _check_imported_root).
+            new_meta["next_root_fingerprint"] = fingerprint(pki.new_root.cert)
         if new_meta != meta:
             self._write_file(
                 self.path / "meta.json", (json.dumps(new_meta, indent=2) + "\n").encode()

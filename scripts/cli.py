@@ -223,6 +223,18 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
 
         def guard(mesh_pki: Any) -> None:
             fp = fingerprint(mesh_pki.root.cert)
+            if mesh_pki.new_root is not None:
+                # A root rotation is an asked-for change: each phase is accepted as long
+                # as it still trusts a root the previous render trusted (pki.rotation).
+                trusted = {fingerprint(c) for cl in plan.pki.clusters
+                           for c in mesh_pki.trusted(cl)}
+                if previous and previous.isdisjoint(trusted) and not new_root:
+                    raise _RootRefused(
+                        f"{out} holds a render whose root CA is SHA-256 "
+                        f"{', '.join(sorted(previous))}, but this rotation phase trusts only "
+                        f"{', '.join(sorted(trusted))}: a phase was skipped (see `meshboot "
+                        "rotate root --status`). Nothing was written.")
+                return
             if previous and fp not in previous and not new_root:
                 where = ", ".join(sorted(previous))
                 raise _RootRefused(
@@ -250,6 +262,12 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"root CA: SHA-256 {root_fp} ({_describe_root(source, pki_dir, loaded)})")
+    if mesh_pki.new_root is not None and loaded.spec.pki.rotation is not None:
+        from scripts.rotate import record_render
+
+        record_render(loaded, out, plan, mesh_pki)
+        click.echo(f"root rotation: phase {loaded.spec.pki.rotation.phase}, new root SHA-256 "
+                   f"{fingerprint(mesh_pki.new_root.cert)} (`meshboot rotate root --status`)")
     if previous and root_fp not in previous:
         click.echo(f"root CA REPLACED (--new-root): the previous render used {', '.join(sorted(previous))}")
     click.echo(f"PKI store: {pki_dir} ({'encrypted keys' if _passphrase() else 'keys unencrypted'})")
@@ -366,12 +384,13 @@ def _preflight_pki(loaded: LoadedSpec, pki_dir: Path, clusters: list[str]) -> bo
             sys.exit(EXIT_SPEC)
         mesh_pki = _load_pki(loaded, plan.pki, copy, shown_as=pki_dir)
     failed = False
+    bundles = mesh_pki.bundle_pems()
     for cluster in clusters:
         if cluster in mesh_pki.reissued:
             click.echo(f"{cluster}: intermediate would be re-issued on the next run "
                        f"({mesh_pki.reasons.get(cluster, 'missing')})")
         checks = pki_checks(plan, cluster, lambda ref: pki_pem(ref, mesh_pki.root.cert_pem,
-                                                               mesh_pki.intermediates))
+                                                               mesh_pki.intermediates, bundles))
         if checks is None:
             click.echo(f"{cluster}: no {checked_secret(plan.provider)} Secret in the plan "
                        "(a remote runs no istiod): nothing to check")
@@ -492,6 +511,17 @@ def pki_init(config: Path, from_store: Path | None, from_state: Path | None,
 
 from scripts.routes import routes  # noqa: E402, I001
 cli.add_command(routes)
+from scripts.rotate import rotate  # noqa: E402, I001
+cli.add_command(rotate)
+from scripts.graph import graph  # noqa: E402, I001
+cli.add_command(graph)
+
+from scripts.verify import verify  # noqa: E402, I001
+cli.add_command(verify)
+from scripts.dr import dr  # noqa: E402, I001
+cli.add_command(dr)
+from scripts.diff import diff  # noqa: E402, I001
+cli.add_command(diff)
 
 
 def main() -> None:

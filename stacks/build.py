@@ -15,7 +15,7 @@ from pathlib import Path
 from clusters.errors import Problem, SpecError
 from clusters.kubeconfig import locate_kubeconfig
 from clusters.spec import Spec
-from pki.hierarchy import PkiParams
+from pki.hierarchy import PkiParams, resolve_root, rotation_root
 from stacks.common import pki_params
 from stacks.istio.plan import build_istio_plan
 from stacks.linkerd.plan import build_linkerd_plan
@@ -45,12 +45,28 @@ def build_plan(spec: Spec, source: str = "spec", base_dir: Path = Path(".")) -> 
 
 def _pki(spec: Spec, source: str, base_dir: Path) -> PkiParams:
     try:
-        return pki_params(spec, base_dir)
+        params = pki_params(spec, base_dir)
+        _check_rotation_root(params, source)
+        return params
     except OSError as err:
         reason = f"cannot read {err.filename}: {err.strerror or err}"
     except UnicodeDecodeError:
         reason = "a root CA file is not PEM text (not UTF-8)"
     raise SpecError(source, [Problem("meshboot:pki.rootCa", reason)])
+
+
+def _check_rotation_root(params: PkiParams, source: str) -> None:
+    """The rotation's new root must be a usable root other than the current one (exit 2)."""
+    if params.rotation is None or params.imported_root is None:
+        return
+    try:
+        current = resolve_root(params, None)
+    except ValueError:
+        return  # the current root's own problem, reported where the PKI is loaded
+    try:
+        rotation_root(params, current)
+    except ValueError as err:
+        raise SpecError(source, [Problem("meshboot:pki.rotation.newRoot", str(err))]) from err
 
 
 def with_plan_problems(err: SpecError) -> SpecError:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 from clusters.spec import ClusterSpec, ServiceSpec, Spec
 from pki.hierarchy import PkiParams
 from pki.keys import KeyAlgorithm
+from pki.rotation import Phase, RootRotation, Rotation, phase_from_name
 
 
 def pki_params(spec: Spec, base_dir: Path | None = None) -> PkiParams:
@@ -28,7 +30,34 @@ def pki_params(spec: Spec, base_dir: Path | None = None) -> PkiParams:
         renew_before_days=spec.pki.renew_before(spec.mesh.provider),
         clusters=tuple(spec.cluster_names),
         imported_root=imported,
+        rotation=root_rotation(spec),
     )
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def rotation_state(spec: Spec) -> Rotation | None:
+    """``meshboot:pki.rotation`` as :class:`pki.rotation.Rotation` (None: no rotation)."""
+    rot = spec.pki.rotation
+    if rot is None:
+        return None
+    return Rotation(phase=phase_from_name(rot.phase), ahead=frozenset(rot.clusters),
+                    since=_time(rot.since), signing_since=_time(rot.signing_since),
+                    aborted_at=_time(rot.aborted_at))
+
+
+def root_rotation(spec: Spec) -> RootRotation | None:
+    """What the PKI needs of the rotation: the new root and every cluster's phase."""
+    rot = spec.pki.rotation
+    state = rotation_state(spec)
+    if rot is None or state is None or rot.new_root is None:
+        return None
+    phases: tuple[tuple[str, Phase], ...] = tuple(
+        (c, state.phase_of(c)) for c in spec.cluster_names)
+    return RootRotation(new_root=(rot.new_root.cert_pem or "", rot.new_root.key_pem or ""),
+                        phases=phases)
 
 
 def _read(path: str | None, base_dir: Path | None) -> str:

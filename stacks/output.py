@@ -173,6 +173,10 @@ def read_previous(directory: Path) -> PreviousRender:
     prev.marker = marker
     if isinstance(marker.get("root_fingerprint"), str):
         prev.roots.add(marker["root_fingerprint"])
+    trust = marker.get("trust")
+    for entry in trust.values() if isinstance(trust, dict) else ():
+        roots = entry.get("roots") if isinstance(entry, dict) else None
+        prev.roots |= {r for r in roots if isinstance(r, str)} if isinstance(roots, list) else set()
     for rel in entries:
         if rel.endswith((".yaml", ".yml")):
             prev.roots |= _root_fingerprints((directory / rel).read_bytes())

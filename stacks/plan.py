@@ -43,7 +43,8 @@ PkiItem = Literal["root-cert", "ca-cert", "ca-key", "cert-chain"]
 
 @dataclass(frozen=True)
 class PkiRef:
-    """PEM from the mesh PKI. ``root-cert`` is mesh wide (cluster None)."""
+    """PEM from the mesh PKI. ``root-cert`` is the roots ``cluster`` trusts: the mesh root,
+    or during a root rotation that cluster's phase's bundle (``pki.rotation``)."""
 
     item: PkiItem
     cluster: str | None = None
@@ -71,13 +72,17 @@ class IssuingCa(Protocol[T_co]):
     def chain_pem(self) -> T_co: ...
 
 
-def pki_pem(ref: PkiRef, root_cert_pem: T, intermediates: Mapping[str, IssuingCa[T]]) -> T:
+def pki_pem(ref: PkiRef, root_cert_pem: T, intermediates: Mapping[str, IssuingCa[T]],
+            bundles: Mapping[str, T] | None = None) -> T:
     """The PEM ``ref`` stands for: the one mapping render, preflight and Pulumi share.
 
     Generic over the PEM's type (``str``, ``pulumi.Output[str]``); keeping a
-    ``ca-key`` secret is the caller's business (``ref.secret``).
+    ``ca-key`` secret is the caller's business (``ref.secret``). ``bundles``:
+    during a root rotation, each cluster's trust bundle (its ``root-cert``).
     """
     if ref.item == "root-cert":
+        if bundles and ref.cluster is not None and ref.cluster in bundles:
+            return bundles[ref.cluster]
         return root_cert_pem
     if ref.cluster is None:
         raise ValueError(f"PkiRef {ref.item!r} names no cluster")

@@ -39,6 +39,8 @@ import pulumi_kubernetes as k8s
 from clusters.kubeconfig import KubeconfigError
 from pki.hierarchy import PkiParams
 from pki.provider import IntermediateCA, RootCA
+from pki.rotation import signs_with_new, trusted_roots
+from stacks import pulumi_urns as names
 from stacks.plan import (
     ClusterPlan,
     CrossClusterDep,
@@ -87,14 +89,27 @@ def all_kubeconfigs(plan: MeshPlan, env: dict[str, str] | None = None) -> dict[s
     return found
 
 
+def adopt_existing_objects(env: dict[str, str] | None = None) -> bool:
+    """``MESHBOOT_ADOPT_EXISTING=1``: this run may take over objects already in the clusters.
+
+    A one-shot intent like ``MESHBOOT_NEW_ROOT``: after Pulumi state was lost, the
+    objects meshboot created are still live and a plain create would fail with
+    AlreadyExists. Off otherwise, so a resource renamed between runs (create, then
+    delete of the same object) fails loudly instead of deleting the object it just
+    adopted, which is the data loss the provider's default guards against.
+    """
+    return (os.environ if env is None else env).get("MESHBOOT_ADOPT_EXISTING") == "1"
+
+
 class MeshPki(pulumi.ComponentResource):
     """Root CA and one intermediate (Istio) / issuer (Linkerd) per cluster."""
 
     def __init__(self, name: str, params: PkiParams,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("meshboot:index:MeshPki", name, None, opts)
+        super().__init__(names.MESH_PKI, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         imported = params.imported_root
+        rotation = params.rotation
         self.root = RootCA(
             f"{name}-root", profile=params.profile, mesh_id=params.mesh_id,
             trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
@@ -103,19 +118,40 @@ class MeshPki(pulumi.ComponentResource):
             imported_key_pem=pulumi.Output.secret(imported[1]) if imported else None,
             # The Pulumi twin of `meshboot render --new-root`: a one-shot intent, not config.
             allow_new_root=os.environ.get("MESHBOOT_NEW_ROOT") == "1",
+            next_root_cert_pem=rotation.new_root[0] if rotation else None,
             opts=child)
+        # A root rotation (pki.rotation): the new root, imported from the stack file like
+        # the current one; each cluster signs with the root and trusts the bundle of its
+        # phase, exactly as pki.hierarchy.build does for render.
+        self.next_root: RootCA | None = None
+        if rotation is not None:
+            self.next_root = RootCA(
+                f"{name}-next-root", profile=params.profile, mesh_id=params.mesh_id,
+                trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
+                validity_days=params.root_validity_days,
+                imported_cert_pem=rotation.new_root[0],
+                imported_key_pem=pulumi.Output.secret(rotation.new_root[1]), opts=child)
         self.intermediates: dict[str, IntermediateCA] = {}
+        self.bundles: dict[str, pulumi.Output[str]] = {}
         for c in params.clusters:
+            signer = self.root
+            if rotation is not None and self.next_root is not None:
+                phase = rotation.phase_of(c)
+                roots = {"old": self.root, "new": self.next_root}
+                self.bundles[c] = pulumi.Output.concat(
+                    *(roots[r].cert_pem for r in trusted_roots(phase)))
+                if signs_with_new(phase):
+                    signer = self.next_root
             self.intermediates[c] = IntermediateCA(
-                f"{c}-ca", profile=params.profile, mesh_id=params.mesh_id,
+                names.intermediate_name(c), profile=params.profile, mesh_id=params.mesh_id,
                 trust_domain=params.trust_domain, key_algorithm=params.key_algorithm.value,
                 cluster=c, validity_days=params.intermediate_validity_days,
                 renew_before_days=params.renew_before_days,
-                root_cert_pem=self.root.cert_pem, root_key_pem=self.root.key_pem, opts=child)
+                root_cert_pem=signer.cert_pem, root_key_pem=signer.key_pem, opts=child)
         self.register_outputs({"rootCertPem": self.root.cert_pem})
 
     def resolve(self, ref: PkiRef) -> pulumi.Output[str]:
-        value = pki_pem(ref, self.root.cert_pem, self.intermediates)
+        value = pki_pem(ref, self.root.cert_pem, self.intermediates, self.bundles)
         return pulumi.Output.secret(value) if ref.secret else value
 
 
@@ -135,13 +171,19 @@ class ClusterMesh(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterMeshArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("meshboot:index:ClusterMesh", name, None, opts)
+        super().__init__(names.CLUSTER_MESH, name, None, opts)
         self.plan = args.plan
         connection = args.plan.connection
         self.provider = k8s.Provider(
-            f"{name}-k8s",
+            names.provider_name(name),
             kubeconfig=pulumi.Output.secret(args.kubeconfig),
             context=connection.context,
+            # pulumi-kubernetes >= 4.29 creates with a client-side create that fails on an
+            # object already in the cluster, unless upsertExistingObjects (pulumi-kubernetes
+            # PR #4278, provider.go Configure). Set explicitly, so an ambient
+            # PULUMI_K8S_UPSERT_EXISTING_OBJECTS never changes what meshboot does; on only
+            # for a run that re-adopts live objects after Pulumi state was lost.
+            upsert_existing_objects=adopt_existing_objects(),
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["kubeconfig"]))
         self.done: dict[str, list[pulumi.Resource]] = {}
         self.secrets: dict[tuple[str, str], k8s.core.v1.Secret] = {}
@@ -161,7 +203,7 @@ class ClusterMesh(pulumi.ComponentResource):
         if step.release is not None:
             rel = step.release
             made.append(k8s.helm.v3.Release(
-                f"{cluster}-{step.name}",
+                names.step_resource_name(cluster, step.name),
                 name=rel.release_name,
                 chart=rel.chart,
                 version=rel.version,
@@ -182,7 +224,8 @@ class ClusterMesh(pulumi.ComponentResource):
             else:
                 plain.append(resolve(obj, resolver))
         if plain:
-            made.append(k8s.yaml.v2.ConfigGroup(f"{cluster}-{step.name}", objs=plain, opts=opts))
+            made.append(k8s.yaml.v2.ConfigGroup(names.step_resource_name(cluster, step.name),
+                                                objs=plain, opts=opts))
         self.done[step.name] = made
 
     def _secret(self, obj: dict[str, Any], resolver: Callable[[Ref], Any],
@@ -191,7 +234,7 @@ class ClusterMesh(pulumi.ComponentResource):
         ns, name = meta.get("namespace", "default"), meta["name"]
         string_data = obj.get("stringData")
         secret = k8s.core.v1.Secret(
-            f"{self.plan.cluster}-secret-{ns}-{name}",
+            names.secret_name(self.plan.cluster, ns, name),
             metadata=meta,
             type=obj.get("type"),
             string_data=pulumi.Output.secret(resolve(string_data, resolver))
@@ -215,9 +258,9 @@ class MeshEnvironment(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MeshEnvironmentArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("meshboot:index:MeshEnvironment", name, None, opts)
+        super().__init__(names.ENVIRONMENT, name, None, opts)
         plan = args.plan
-        self.pki = MeshPki(f"{name}-pki", plan.pki, pulumi.ResourceOptions(parent=self))
+        self.pki = MeshPki(names.pki_name(name), plan.pki, pulumi.ResourceOptions(parent=self))
         self.order = plan.order
         # Checked before any cluster resource exists: a cycle registers nothing more.
         schedule = _schedule(plan)
@@ -287,7 +330,7 @@ class MeshEnvironment(pulumi.ComponentResource):
         if ref.cluster not in self._gateway_addresses:
             cm = self.clusters[ref.cluster]
             svc = k8s.core.v1.Service.get(
-                f"{ref.cluster}-{ref.service}-lb", f"{ref.namespace}/{ref.service}",
+                names.gateway_read_name(ref.cluster, ref.service), f"{ref.namespace}/{ref.service}",
                 opts=cm.child_opts(cm.done[ref.after_step]))
             cluster = ref.cluster
             self._gateway_addresses[cluster] = svc.status.apply(
@@ -301,7 +344,7 @@ class MeshEnvironment(pulumi.ComponentResource):
             ns, name = ref.token_secret
             # Read back after creation: the token controller fills data.token/ca.crt.
             live = k8s.core.v1.Secret.get(
-                f"{ref.target}-{name}-read", f"{ns}/{name}",
+                names.token_read_name(ref.target, name), f"{ns}/{name}",
                 opts=cm.child_opts([cm.secrets[ref.token_secret]],
                                    additional_secret_outputs=["data"]))
             self._kubeconfigs[key] = pulumi.Output.secret(live.data.apply(

@@ -116,11 +116,13 @@ class PkiResolver:
 
     def __init__(self, mesh_pki: Any) -> None:
         self.mesh_pki = mesh_pki
+        self.bundles: dict[str, str] = mesh_pki.bundle_pems()
 
     def __call__(self, ref: PkiRef) -> str:
         from stacks.plan import pki_pem
 
-        return pki_pem(ref, self.mesh_pki.root.cert_pem, self.mesh_pki.intermediates)
+        return pki_pem(ref, self.mesh_pki.root.cert_pem, self.mesh_pki.intermediates,
+                       self.bundles)
 
 
 class _Deferred(Exception):
@@ -338,6 +340,7 @@ def render_outputs(plan: MeshPlan, source: str, tree: OutputTree, secrets_tree: 
             summary.deferred[cp.cluster] = deferred
     summary.order = list(plan.order)
     marker = {**marker, "root_fingerprint": fingerprint(mesh_pki.root.cert),
+              "trust": trust_marker(plan, mesh_pki),
               "order": [dep.as_dict() for dep in plan.order]}
     if secrets_tree is not None:
         secrets_tree.commit({**marker, "secrets": "this tree"})
@@ -347,6 +350,30 @@ def render_outputs(plan: MeshPlan, source: str, tree: OutputTree, secrets_tree: 
     tree.commit(main_marker)
     summary.notes.extend(plan.notes)
     return summary, mesh_pki
+
+
+def trust_marker(plan: MeshPlan, mesh_pki: Any) -> dict[str, Any]:
+    """Per cluster: the roots its bundle holds, the root it signs with, the bundle's SHA-256.
+
+    What ``meshboot rotate root --status/--advance`` compare with the rotation's
+    current phase; ``bundle_sha256`` is the SHA-256 of the trust bundle as
+    rendered (Istio ``root-cert.pem``, Linkerd ``ca-bundle.crt`` /
+    ``identityTrustAnchorsPEM``, which the Linkerd proxy injector hashes into
+    the pods' ``linkerd.io/trust-root-sha256`` annotation).
+    """
+    import hashlib
+
+    from pki.ca import certs_to_pem, fingerprint
+
+    out: dict[str, Any] = {}
+    for cp in plan.clusters:
+        trusted = mesh_pki.trusted(cp.cluster)
+        out[cp.cluster] = {
+            "roots": [fingerprint(c) for c in trusted],
+            "signing_root": fingerprint(mesh_pki.intermediates[cp.cluster].root_cert),
+            "bundle_sha256": hashlib.sha256(certs_to_pem(trusted).encode()).hexdigest(),
+        }
+    return out
 
 
 def flux_helm_release(rel: HelmRelease, step: Step, steps: list[Step]) -> dict[str, Any]:

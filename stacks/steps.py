@@ -26,6 +26,12 @@ STEP_ORDER: dict[str, tuple[str, ...]] = {
         "mesh-gateways",
         "remote-secrets",
         "policy",
+        "observability",
+        "kiali",
+        "kiali-token",
+        "kiali-remote-secrets",
+        "flagger",
+        "delivery",
     ),
     "linkerd": (
         NAMESPACES,
@@ -39,6 +45,10 @@ STEP_ORDER: dict[str, tuple[str, ...]] = {
         "links",
         "service-export",
         "policy",
+        "observability",
+        "linkerd-viz",
+        "flagger",
+        "delivery",
     ),
 }
 

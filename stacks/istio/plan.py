@@ -24,6 +24,7 @@ from stacks.common import (
     service_account_token_secret,
     service_namespaces,
 )
+from stacks.istio import delivery
 from stacks.istio.order import cross_cluster_order
 from stacks.istio.policy import istio_policy_objects
 from stacks.istio.topology import (
@@ -117,6 +118,8 @@ def _values_base(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
 # ServiceEntry host resolves in a pod only through the sidecar's DNS proxy; auto
 # allocation gives it a VIP (pilot/pkg/serviceregistry/serviceentry/auto_allocation.go).
 DNS_PROXY_METADATA = {"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_DNS_AUTO_ALLOCATE": "true"}
+MULTI_ROOT_ENV = {"ISTIO_MULTIROOT_MESH": "true"}
+MULTI_ROOT_PROXY_METADATA = {"PROXY_CONFIG_XDS_AGENT": "true"}
 
 
 def istiod_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
@@ -143,8 +146,30 @@ def istiod_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
         # Primaries only: a remote's proxies are injected and configured by its primary's
         # istiod (the remote profile has `configMap: false`, files/profile-remote.yaml).
         mesh_config["defaultConfig"] = {"proxyMetadata": dict(DNS_PROXY_METADATA)}
+    if spec.pki.rotation is not None and not c.is_remote:
+        _multi_root(values, mesh_config)
     values["meshConfig"] = mesh_config
     return values
+
+
+def _multi_root(values: dict[str, Any], mesh_config: dict[str, Any]) -> None:
+    """What istiod needs to distribute a root bundle during a root rotation.
+
+    ``ISTIO_MULTIROOT_MESH`` (istio/istio pilot/pkg/features/pilot.go): istiod
+    accepts a changed ``root-cert.pem`` when one bundle is a subset of the other
+    (pilot/pkg/bootstrap/istio_ca.go ``handleEvent``) and pushes the trust bundle
+    to proxies (pilot/pkg/xds/pcds.go); ``PROXY_CONFIG_XDS_AGENT`` (pilot/cmd/
+    pilot-agent/options/options.go) makes the agent take it over xDS, so proxies
+    learn roots without restarts. Both as upstream's own rotation test sets them
+    (tests/integration/security/cacert_rotation/main_test.go; istio/istio#50420,
+    #55005: without them proxies keep the old root); the istiod chart
+    takes env as ``env`` (istio-discovery templates/deployment.yaml) and agent
+    settings as ``meshConfig.defaultConfig.proxyMetadata``. Primaries only: a
+    remote runs no istiod, its proxies get their config from the primary.
+    """
+    values["env"] = dict(MULTI_ROOT_ENV)
+    default = mesh_config.setdefault("defaultConfig", {})
+    default["proxyMetadata"] = {**default.get("proxyMetadata", {}), **MULTI_ROOT_PROXY_METADATA}
 
 
 def eastwest_values(spec: Spec, c: ClusterSpec) -> dict[str, Any]:
@@ -228,7 +253,7 @@ def cacerts_secret(cluster: str) -> dict[str, Any]:
         "stringData": {
             "ca-cert.pem": PkiRef("ca-cert", cluster),
             "ca-key.pem": PkiRef("ca-key", cluster),
-            "root-cert.pem": PkiRef("root-cert"),
+            "root-cert.pem": PkiRef("root-cert", cluster),
             "cert-chain.pem": PkiRef("cert-chain", cluster),
         },
     }
@@ -289,6 +314,8 @@ def build_istio_plan(spec: Spec, source: str = "spec") -> MeshPlan:
             if c.is_remote and c.primary else None
         objs = [namespace(ISTIO_NS, {"topology.istio.io/network": c.network}, ns_annotations)]
         objs += app_namespaces
+        have = {o["metadata"]["name"] for o in objs}
+        objs += [n for n in delivery.extra_namespaces(spec, c) if n["metadata"]["name"] not in have]
         cp.add(Step("namespaces", objects=tuple(objs)))
         istiod_after: tuple[str, ...] = ("istio-base",)
         if not c.is_remote:
@@ -329,6 +356,7 @@ def build_istio_plan(spec: Spec, source: str = "spec") -> MeshPlan:
         extra = policy.get(c.name, [])
         if extra:
             cp.add(Step("policy", after=(cr_after,), objects=tuple(extra)))
+        delivery.add_steps(spec, cp, c, cr_after)
         plans.append(cp)
     notes = []
     if spec.mesh.token_generation > 1:

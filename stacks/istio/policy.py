@@ -74,6 +74,7 @@ def istio_policy_objects(spec: Spec, source: str = "spec", topology: IstioTopolo
         caller_set = set(caller_list)
         runs = set(s.clusters)
         built = _ServiceObjects(spec, s, topology)
+        flagger = spec.flagger_canary(s)
         for c in caller_list:
             if c in runs:
                 continue
@@ -86,12 +87,16 @@ def istio_policy_objects(spec: Spec, source: str = "spec", topology: IstioTopolo
             if callers_p:
                 if spec.traffic.cross_cluster == "serviceEntry" and not runs_p:
                     out[p].append(built.service_entry)
-                dr = built.destination_rule
-                if dr is not None:
-                    out[p].append(dr)
-                vs = built.virtual_service(p, callers_p)
-                if vs is not None:
-                    out[p].append(vs)
+                if not flagger:
+                    # Flagger owns VirtualService <svc> and DestinationRules <svc>-primary/
+                    # -canary (stacks.delivery.flagger): meshboot renders neither route nor
+                    # a DestinationRule on <svc> (Flagger's routes name the other hosts).
+                    dr = built.destination_rule
+                    if dr is not None:
+                        out[p].append(dr)
+                    vs = built.virtual_service(p, callers_p)
+                    if vs is not None:
+                        out[p].append(vs)
             if runs_p:
                 out[p] += built.workload_security
     return dict(out)

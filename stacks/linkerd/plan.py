@@ -42,6 +42,7 @@ from stacks.common import (
     service_ports,
 )
 from stacks.labels import MANAGED
+from stacks.linkerd import delivery
 from stacks.linkerd.policy import linkerd_policy_objects, namespace_annotations, service_annotations
 from stacks.linkerd.topology import GATEWAY, LINKERD_NS, MC_NS, Link, LinkerdTopology, gateway_identity
 from stacks.plan import (
@@ -304,18 +305,18 @@ def issuer_secret(cluster: str) -> dict[str, Any]:
         "stringData": {
             "tls.crt": PkiRef("ca-cert", cluster),
             "tls.key": PkiRef("ca-key", cluster),
-            "ca.crt": PkiRef("root-cert"),
+            "ca.crt": PkiRef("root-cert", cluster),
         },
     }
 
 
-def trust_roots_configmap() -> dict[str, Any]:
+def trust_roots_configmap(cluster: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "linkerd-identity-trust-roots", "namespace": LINKERD_NS,
                      "labels": dict(MANAGED)},
-        "data": {"ca-bundle.crt": PkiRef("root-cert")},
+        "data": {"ca-bundle.crt": PkiRef("root-cert", cluster)},
     }
 
 
@@ -323,11 +324,14 @@ def crds_values(c: ClusterSpec) -> dict[str, Any]:
     return {"installGatewayAPI": c.gateway_api_crds == "install"}
 
 
-def control_plane_values(spec: Spec) -> dict[str, Any]:
+def control_plane_values(spec: Spec, cluster: str) -> dict[str, Any]:
     return {
         "clusterDomain": spec.linkerd.cluster_domain,
         "identityTrustDomain": spec.mesh.trust_domain,
-        "identityTrustAnchorsPEM": PkiRef("root-cert"),
+        # During a root rotation, the cluster's phase's bundle (old + new anchors):
+        # linkerd docs "Manually rotating control plane TLS credentials", "Rotating
+        # the trust anchor" (`step certificate bundle`, then `identityTrustAnchorsPEM`).
+        "identityTrustAnchorsPEM": PkiRef("root-cert", cluster),
         "identity": {"externalCA": True, "issuer": {"scheme": "kubernetes.io/tls"}},
     }
 
@@ -459,6 +463,15 @@ def service_object(topology: LinkerdTopology, svc: ServiceSpec, cluster: str) ->
     }
 
 
+def _apex(topology: LinkerdTopology, svc: ServiceSpec, cluster: str
+          ) -> tuple[dict[str, str], dict[str, str]]:
+    """The labels and annotations :func:`service_object` would give the Service, for the
+    apex Service Flagger creates instead."""
+    meta = service_object(topology, svc, cluster)["metadata"]
+    labels = {k: v for k, v in meta["labels"].items() if k not in MANAGED and k != "app"}
+    return labels, dict(meta.get("annotations", {}))
+
+
 def chart(spec: Spec, name: str, namespace_: str, values: dict[str, Any]) -> HelmRelease:
     version = chart_version(spec)
     assert version is not None  # check() reported it
@@ -489,14 +502,16 @@ def build_linkerd_plan(spec: Spec, source: str = "spec") -> MeshPlan:
                  for ns in namespaces[c.name]
                  if ns not in BUILTIN_NAMESPACES and ns != LINKERD_NS
                  and not (multi and ns == MC_NS)]
+        have = {o["metadata"]["name"] for o in objs}
+        objs += [n for n in delivery.extra_namespaces(spec, c) if n["metadata"]["name"] not in have]
         cp.add(Step("namespaces", objects=tuple(objs)))
         cp.add(Step("identity-issuer", after=("namespaces",),
-                    objects=(issuer_secret(c.name), trust_roots_configmap())))
+                    objects=(issuer_secret(c.name), trust_roots_configmap(c.name))))
         cp.add(Step("linkerd-crds", after=("namespaces",),
                     release=chart(spec, "linkerd-crds", LINKERD_NS, crds_values(c))))
         cp.add(Step("linkerd-control-plane", after=("identity-issuer", "linkerd-crds"),
                     release=chart(spec, "linkerd-control-plane", LINKERD_NS,
-                                  control_plane_values(spec))))
+                                  control_plane_values(spec, c.name))))
         last = "linkerd-control-plane"
         if multi:
             cp.add(Step("linkerd-multicluster", after=("linkerd-control-plane",),
@@ -513,12 +528,18 @@ def build_linkerd_plan(spec: Spec, source: str = "spec") -> MeshPlan:
             cp.add(Step("links", after=("link-credentials",),
                         objects=tuple(link_object(spec, link) for link in out_links)))
             last = "links"
-        svcs = [service_object(topology, s, c.name) for s in spec.services if c.name in s.clusters]
+        # Flagger owns the Service of a service it releases (its apex Service).
+        svcs = [service_object(topology, s, c.name) for s in spec.services
+                if c.name in s.clusters and not spec.flagger_canary(s)]
         if svcs:
             cp.add(Step("service-export", after=("namespaces",), objects=tuple(svcs)))
         extra = policy_objects.get(c.name, [])
         if extra:
             cp.add(Step("policy", after=(last,), objects=tuple(extra)))
+        apex = {s.name: _apex(topology, s, c.name) for s in spec.services
+                if spec.flagger_canary(s) and c.name in s.clusters}
+        delivery.add_steps(spec, cp, c, chart(spec, "linkerd-control-plane", LINKERD_NS, {}),
+                           apex)
         plans.append(cp)
     return MeshPlan(provider="linkerd", mesh_id=spec.mesh.id, clusters=plans,
                     notes=_notes(spec))

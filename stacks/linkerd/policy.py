@@ -544,6 +544,26 @@ def _authorization(spec: Spec, topology: LinkerdTopology, svc: ServiceSpec,
     return objs
 
 
+def _release_and_routes(spec: Spec, svc: ServiceSpec, i: int, c: str,
+                        versions: dict[int, list[dict[str, Any]]], tables: dict[int, ServiceRoutes],
+                        routes: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per-version Services and routes of ``svc`` in cluster ``c``, each built once."""
+    objs: list[dict[str, Any]] = []
+    if svc.release is not None:
+        if i not in versions:
+            versions[i] = [_version_service(spec, svc, v) for v in svc.versions or []]
+        objs += versions[i]
+    if i not in tables:
+        tables[i] = ServiceRoutes(spec, svc)
+    if tables[i].per_caller:
+        objs += _routes(svc, tables[i], c)
+    else:
+        if i not in routes:
+            routes[i] = _routes(svc, tables[i], c)
+        objs += routes[i]
+    return objs
+
+
 def linkerd_policy_objects(spec: Spec, topology: LinkerdTopology
                            ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
     """cluster -> policy objects, and every unsupported policy as a Problem."""
@@ -564,18 +584,10 @@ def linkerd_policy_objects(spec: Spec, topology: LinkerdTopology
         for i, svc in enumerate(spec.services):
             if c not in svc.clusters or not svc.http_ports and svc.authorization is None:
                 continue
-            if svc.release is not None:
-                if i not in versions:
-                    versions[i] = [_version_service(spec, svc, v) for v in svc.versions or []]
-                objs += versions[i]
-            if i not in tables:
-                tables[i] = ServiceRoutes(spec, svc)
-            if tables[i].per_caller:
-                objs += _routes(svc, tables[i], c)
-            else:
-                if i not in routes:
-                    routes[i] = _routes(svc, tables[i], c)
-                objs += routes[i]
+            if not spec.flagger_canary(svc):
+                # (Flagger owns the route and the primary/canary Services of the services
+                # it releases: stacks.delivery.flagger.)
+                objs += _release_and_routes(spec, svc, i, c, versions, tables, routes)
             key = (i, topology.calls_through_gateway(svc, c))
             if key not in authz:
                 authz[key] = _authorization(spec, topology, svc, c)

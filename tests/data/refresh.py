@@ -42,6 +42,9 @@ LINKERD = DEFAULT_VERSIONS["linkerd"]
 # HelmRelease v2 and HelmRepository v1 are the APIs it renders).
 HELM_CONTROLLER = "0f61a8607a62be64638f2f912d9487e653960a6e"
 SOURCE_CONTROLLER = "39b711b111fa906c3db0a424e252a5d12e48646d"
+# Flagger: the release stacks/delivery/flagger.py writes Canaries for (it is not installed
+# by meshboot, so no chart pins it).
+FLAGGER = "v1.44.0"
 RAW = "https://raw.githubusercontent.com"
 
 
@@ -77,6 +80,9 @@ SOURCES: tuple[Source, ...] = (
     Source(f"fluxcd/source-controller@{SOURCE_CONTROLLER[:12]} (main, 2026-07-02) config/crd/bases",
            (f"{RAW}/fluxcd/source-controller/{SOURCE_CONTROLLER}/config/crd/bases/"
             "source.toolkit.fluxcd.io_helmrepositories.yaml",)),
+    # fluxcd/flagger artifacts/flagger/crd.yaml: every Flagger CRD, plain YAML.
+    Source(f"fluxcd/flagger@{FLAGGER} artifacts/flagger/crd.yaml",
+           (f"{RAW}/fluxcd/flagger/{FLAGGER}/artifacts/flagger/crd.yaml",)),
 )
 
 # "<group>/<version> <Kind>": the custom resources meshboot renders (and tests validate).
@@ -89,6 +95,7 @@ WANTED: frozenset[str] = frozenset({
     "security.istio.io/v1 AuthorizationPolicy",
     "security.istio.io/v1 PeerAuthentication",
     "security.istio.io/v1 RequestAuthentication",
+    "telemetry.istio.io/v1 Telemetry",
     "gateway.networking.k8s.io/v1 GRPCRoute",
     "gateway.networking.k8s.io/v1 HTTPRoute",
     "policy.linkerd.io/v1alpha1 AuthorizationPolicy",
@@ -99,6 +106,8 @@ WANTED: frozenset[str] = frozenset({
     "multicluster.linkerd.io/v1alpha3 Link",
     "helm.toolkit.fluxcd.io/v2 HelmRelease",
     "source.toolkit.fluxcd.io/v1 HelmRepository",
+    "flagger.app/v1beta1 Canary",
+    "flagger.app/v1beta1 MetricTemplate",
 })
 
 

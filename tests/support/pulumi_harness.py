@@ -4,7 +4,15 @@ The mocks behave like the engine where it matters:
 - PKI dynamic resources run their provider's ``create``, so Secrets carry real PEMs;
 - ``Secret.get`` of a service-account-token Secret returns a token and ``ca.crt``
   as the token controller would fill them;
-- ``Service.get`` of a gateway returns a load-balancer ingress address.
+- ``Service.get`` of a gateway returns a load-balancer ingress address;
+- URNs carry the parent's whole qualified type, as the engine builds them
+  (pulumi/pulumi ``pkg/resource/deploy/deployment.go`` ``generateURN``; the SDK's
+  ``MockMonitor.make_urn`` keeps only the parent's last type);
+- with ``previous`` (an earlier run standing in for the stack's state), a PKI
+  dynamic resource already there goes through its provider's ``diff``/``update``
+  as in ``pulumi up``, so an unchanged CA keeps its certificate and key;
+- ``rebuilt`` clusters hand out new tokens and load-balancer addresses (a lost
+  cluster rebuilt).
 
 The recording monitor keeps every ``RegisterResourceRequest`` (parent,
 provider, dependencies, additionalSecretOutputs), which the mocks API alone
@@ -16,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import runpy
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,9 +109,12 @@ def unwrap_secrets(value: Any) -> Any:
 
 
 class EngineLikeMocks(pmocks.Mocks):
-    def __init__(self, run: ProgramRun) -> None:
+    def __init__(self, run: ProgramRun, previous: ProgramRun | None = None,
+                 rebuilt: frozenset[str] = frozenset()) -> None:
         self.run = run
         self.counter = 0
+        self.previous = {(r.type, r.name): r for r in previous.resources} if previous else {}
+        self.rebuilt = rebuilt
 
     def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict]:
         self.counter += 1
@@ -110,6 +122,13 @@ class EngineLikeMocks(pmocks.Mocks):
         if args.typ.startswith("pulumi-python:dynamic"):
             provider = IntermediateCAProvider() if "cluster" in inputs else RootCAProvider()
             clean = {k: unwrap_secrets(v) for k, v in inputs.items() if not k.startswith("__")}
+            old = self.previous.get((args.typ, args.name))
+            if old is not None:
+                olds = unwrap_secrets(old.outputs)
+                if not provider.diff("", olds, clean).changes:
+                    return f"{args.name}-id", old.outputs
+                updated = provider.update("", olds, clean)
+                return f"{args.name}-id", {**inputs, **(updated.outs or {})}
             result = provider.create(clean)
             return result.id, {**inputs, **(result.outs or {})}
         if args.typ == "kubernetes:core/v1:Secret" and args.resource_id:
@@ -117,7 +136,7 @@ class EngineLikeMocks(pmocks.Mocks):
             ns, name = args.resource_id.split("/", 1)
             self.run.token_reads.append(f"{args.name}")
             cluster = args.name.split("-", 1)[0]
-            token = f"token-of-{cluster}-{name}"
+            token = f"token-of-{cluster}-{name}" + ("-rebuilt" if cluster in self.rebuilt else "")
             return args.resource_id, {
                 "metadata": {"name": name, "namespace": ns},
                 "type": "kubernetes.io/service-account-token",
@@ -125,9 +144,12 @@ class EngineLikeMocks(pmocks.Mocks):
                          "ca.crt": base64.b64encode(FAKE_CA.encode()).decode()},
             }
         if args.typ == "kubernetes:core/v1:Service" and args.resource_id:
+            net = "203.0.113" if args.name.split("-", 1)[0] in self.rebuilt else "198.51.100"
             return args.resource_id, {
                 "metadata": {"name": args.resource_id.split("/", 1)[1]},
-                "status": {"loadBalancer": {"ingress": [{"ip": f"198.51.100.{self.counter % 250}"}]}},
+                # From the name, not the registration order: the same in every run.
+                "status": {"loadBalancer": {"ingress": [
+                    {"ip": f"{net}.{zlib.crc32(args.name.encode()) % 250 + 1}"}]}},
             }
         return f"{args.name}-id", inputs
 
@@ -152,6 +174,13 @@ class RecordingMonitor(pmocks.MockMonitor):
                 secret_outputs=list(request.additionalSecretOutputs)))
         return response
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        if parent:
+            qualified = parent.split("::")[2]
+            if qualified != "pulumi:pulumi:Stack":
+                type_ = f"{qualified}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+
     def ReadResource(self, request: Any) -> Any:  # noqa: N802
         response = super().ReadResource(request)
         reg = self.resources[response.urn]
@@ -169,22 +198,27 @@ def config_from_spec(spec: dict[str, Any]) -> dict[str, str]:
 
 
 def run_program(spec: dict[str, Any], stack: str = "test", preview: bool = False,
-                secret_keys: list[str] | None = None, run: ProgramRun | None = None) -> ProgramRun:
+                secret_keys: list[str] | None = None, run: ProgramRun | None = None,
+                previous: ProgramRun | None = None,
+                rebuilt: frozenset[str] = frozenset()) -> ProgramRun:
     """Run ``__main__.py`` with ``spec`` as the stack config; return what it registered.
 
-    Pass ``run`` to inspect what was registered even when the program fails.
+    Pass ``run`` to inspect what was registered even when the program fails;
+    ``previous`` and ``rebuilt``: see the module docstring.
     """
     return run_function(lambda: runpy.run_path(str(MAIN), run_name="__main__"),
-                        config_from_spec(spec), stack, preview, secret_keys, run)
+                        config_from_spec(spec), stack, preview, secret_keys, run,
+                        previous, rebuilt)
 
 
 def run_function(program: Callable[[], Any], config: dict[str, str] | None = None,
                  stack: str = "test", preview: bool = False,
                  secret_keys: list[str] | None = None,
-                 run: ProgramRun | None = None) -> ProgramRun:
+                 run: ProgramRun | None = None, previous: ProgramRun | None = None,
+                 rebuilt: frozenset[str] = frozenset()) -> ProgramRun:
     """Run ``program`` (e.g. ``lambda: build_environment(plan)``) under the mocks."""
     run = run if run is not None else ProgramRun()
-    mocks = EngineLikeMocks(run)
+    mocks = EngineLikeMocks(run, previous, rebuilt)
     psettings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="meshboot", stack=stack, preview=preview,
                              monitor=RecordingMonitor(mocks, run))

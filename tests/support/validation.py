@@ -32,19 +32,27 @@ K8S_VERSION = "1.33.0"
 # libyaml when PyYAML has it: same safe schema, parsed in C (tests read thousands of documents).
 SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Chart values that are free-form maps even where their default has entries.
-FREE_FORM = {"labels", "annotations", "podAnnotations", "podLabels", "nodeSelector", "env"}
+FREE_FORM = {"labels", "annotations", "podAnnotations", "podLabels", "nodeSelector", "env",
+             # linkerd-viz: the `global:` block of its prometheus.yml (toYaml'd whole).
+             "globalConfig"}
 
 
 class ObjectInvalid(AssertionError):
     pass
 
 
-def _strict(schema: Any) -> Any:
+_COMBINATORS = ("oneOf", "anyOf", "allOf", "not")
+
+
+def _strict(schema: Any, in_branch: bool = False) -> Any:
+    # Inside oneOf/anyOf/allOf/not a structural schema only validates values
+    # (a branch's `properties` lists what it constrains, not all that is allowed),
+    # so unknown-field strictness applies to the main schema only.
     if isinstance(schema, list):
-        return [_strict(s) for s in schema]
+        return [_strict(s, in_branch) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: _strict(v) for k, v in schema.items()
+    out = {k: _strict(v, in_branch or k in _COMBINATORS) for k, v in schema.items()
            if k not in ("x-kubernetes-validations",)}
     if out.pop("x-kubernetes-int-or-string", False):
         out.pop("type", None)
@@ -56,7 +64,7 @@ def _strict(schema: Any) -> Any:
     for key in list(out):
         if key.startswith("x-kubernetes-"):
             out.pop(key)
-    if "properties" in out and not preserve and "additionalProperties" not in out:
+    if "properties" in out and not preserve and "additionalProperties" not in out and not in_branch:
         out["additionalProperties"] = False
     return out
 

@@ -1,0 +1,172 @@
+"""``meshboot dr plan``: what rebuilding a lost cluster keeps, re-issues and runs.
+
+Reads the stack file and the PKI store (never writes either) and prints the
+identity that is kept, the credentials that are re-issued, and the exact
+``pulumi refresh`` / ``pulumi up`` commands with the URNs meshboot's program
+uses (``stacks.pulumi_urns``), then ``meshboot verify``. Refuses (exit 2) when
+the mesh's identity could not be kept: no root in the stack file nor in the
+PKI store.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from scripts.cli import EXIT_SPEC, _load, _passphrase, _plan, default_pki_dir
+
+
+@click.group()
+def dr() -> None:
+    """Disaster recovery: rebuild a lost cluster without losing the mesh's identity."""
+
+
+@dr.command("plan")
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path),
+              help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config; put the "
+                   "rebuilt cluster's new apiServer/context/kubeconfig in it first.")
+@click.option("--cluster", "cluster", required=True, help="The cluster that was lost and rebuilt.")
+@click.option("--pki-dir", "pki_dir", type=click.Path(path_type=Path), default=None,
+              help="Local PKI store (default: .meshboot/<env>/pki next to the stack file).")
+@click.option("--stack", "stack", default=None,
+              help="Pulumi stack name for the commands (default: <env> of Pulumi.<env>.yaml; "
+                   "org/project/stack is accepted, URNs use the last part).")
+@click.option("--project", "project", default=None,
+              help="Pulumi project name in the URNs (default: `name` of the Pulumi.yaml next "
+                   "to the stack file, else meshboot).")
+def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | None,
+                project: str | None) -> None:
+    """Print what rebuilding CLUSTER keeps and re-issues, and the commands to run."""
+    from pki.ca import certs_from_pem, fingerprint
+    from pki.store import PkiStore, PkiStoreError
+    from stacks.dr import IntermediateStatus, commands, dr_plan
+
+    loaded = _load(config)
+    names = loaded.spec.cluster_names
+    if cluster not in names:
+        click.echo(f"error: --cluster {cluster}: no such cluster in {loaded.source} "
+                   f"(clusters: {', '.join(names)})", err=True)
+        sys.exit(EXIT_SPEC)
+    plan = _plan(loaded)
+    pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
+    store = PkiStore(pki_dir, _passphrase())
+    issuer = "identity issuer" if plan.provider == "linkerd" else "intermediate CA"
+    try:
+        if plan.pki.imported_root is not None:
+            root_fp = fingerprint(certs_from_pem(plan.pki.imported_root[0])[0])
+            root = f"SHA-256 {root_fp} (kept: {loaded.source} meshboot:pki.rootCa)"
+        elif store.exists():
+            problems = store.check(plan.pki)
+            if problems:
+                raise PkiStoreError("; ".join(problems))
+            stored = store.read_root()
+            assert stored is not None
+            root = f"SHA-256 {fingerprint(stored.cert)} (kept: the PKI store {pki_dir})"
+        else:
+            click.echo(
+                f"error: {loaded.source}: the mesh's identity cannot be kept: no root CA in the "
+                f"stack file (meshboot:pki.rootCa) nor in the PKI store {pki_dir}. Rebuilding "
+                f"{cluster} now would give it a root the other clusters do not trust. Put the "
+                "deployed root into the stack file first: `pulumi stack export | meshboot pki "
+                f"init --config {loaded.source} --from-state -` (deployed with pulumi up) or "
+                f"`meshboot pki init --config {loaded.source} --from-store DIR` (deployed from "
+                "renders); see `meshboot pki init --help`.", err=True)
+            sys.exit(EXIT_SPEC)
+        if store.exists():
+            kept = store.has_intermediate(cluster)
+            status = IntermediateStatus(
+                reissued=not kept,
+                why=(f"kept: the PKI store {pki_dir} has it" if kept else
+                     f"re-issued under the same root: the PKI store {pki_dir} has no entry for "
+                     f"{cluster}; `pulumi up --replace` issues a new one in Pulumi state too"))
+        else:
+            status = IntermediateStatus(
+                reissued=False,
+                why=f"kept in Pulumi state (no PKI store at {pki_dir}); `pulumi up` keeps it")
+    except PkiStoreError as err:
+        click.echo(f"error: PKI store: {err}", err=True)
+        sys.exit(EXIT_SPEC)
+    except ValueError as err:   # an imported root that is not a certificate
+        click.echo(f"error: {loaded.source}: meshboot:pki.rootCa: {err}", err=True)
+        sys.exit(EXIT_SPEC)
+
+    spec_cluster = loaded.spec.cluster(cluster)
+    stack_name = stack or loaded.env
+    dr = dr_plan(plan, cluster, stack_name, project or _project(loaded.base_dir),
+                 spec_cluster.network, root, status)
+    conn = plan.cluster(cluster).connection
+    where = conn.context or "the kubeconfig's current context"
+    click.echo(f"Rebuilding {cluster} of mesh {plan.mesh_id} ({plan.provider}), "
+               f"stack {stack_name}: using apiServer {conn.api_server}, {where}.")
+    click.echo(f"First put {cluster}'s new apiServer, context/kubeconfig (and "
+               "eastWestGateway.address if it changed) into "
+               f"{loaded.source}, then run this again.\n")
+    click.echo("Kept (the mesh's identity):")
+    for what, value in dr.kept:
+        click.echo(f"  {what:<16} {value}")
+    if not status.reissued:
+        click.echo(f"  {issuer:<16} {status.why}")
+    click.echo("\nRe-issued (credentials that involve " + cluster + "):")
+    if status.reissued and dr.intermediate_urn:
+        click.echo(f"  {issuer} of {cluster}: {status.why}\n      {dr.intermediate_urn}")
+    for c in dr.reissued:
+        click.echo(f"  Secret {c.namespace}/{c.name} in {c.cluster}: {c.why}\n      {c.urn}")
+    if not dr.reissued:
+        click.echo("  none: no other cluster reads this one, and it reads none")
+    click.echo("\nAlso changed:")
+    click.echo(f"  provider of {cluster}: new kubeconfig (new API server and credentials); "
+               "pulumi-kubernetes replaces a provider whose cluster changed\n"
+               f"      {dr.provider_urn}")
+    click.echo(f"  {len(dr.recreated)} resources of {cluster} are re-created on the new cluster "
+               "with the same inputs (its namespaces, Helm releases, Secrets, mesh objects)")
+    for r in dr.address_readers:
+        click.echo(f"  {r.name} in {r.cluster}: uses {cluster}'s east-west gateway address "
+                   f"(updated if it changed)\n      {r.urn}")
+    click.echo("\nCommands (from the directory of Pulumi.yaml, PULUMI_CONFIG_PASSPHRASE set):")
+    for i, command in enumerate(commands(dr, loaded.source), start=1):
+        click.echo(f"\n# {i}. {command[2:]}")
+
+
+@dr.command("adopt")
+@click.option("--config", "config", required=True, type=click.Path(path_type=Path),
+              help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config.")
+@click.option("--stack", "stack", default=None,
+              help="Pulumi stack name (default: <env> of Pulumi.<env>.yaml).")
+@click.option("--project", "project", default=None,
+              help="Pulumi project name in the URNs (default: from Pulumi.yaml, else meshboot).")
+def dr_adopt_cmd(config: Path, stack: str | None, project: str | None) -> None:
+    """Pulumi state lost, clusters alive: print the commands that re-adopt the live mesh."""
+    from stacks.dr import adopt_commands
+
+    loaded = _load(config)
+    plan = _plan(loaded)
+    if plan.pki.imported_root is None:
+        click.echo(f"error: {loaded.source}: no meshboot:pki.rootCa: with the state gone, "
+                   "the next `pulumi up` would generate a new root and the running clusters "
+                   "would stop trusting each other. Put the deployed root into the stack file "
+                   f"first (`meshboot pki init --config {loaded.source} --from-store DIR`, or "
+                   "from a `pulumi stack export` backup with --from-state).", err=True)
+        sys.exit(EXIT_SPEC)
+    stack_name = stack or loaded.env
+    click.echo(f"Re-adopting mesh {plan.mesh_id} ({plan.provider}) into an empty stack "
+               f"{stack_name}. A `pulumi stack export` backup is simpler: `pulumi stack import "
+               "--file BACKUP` then `pulumi refresh`. Otherwise, with PULUMI_CONFIG_PASSPHRASE "
+               "set, from the directory of Pulumi.yaml:")
+    for i, command in enumerate(adopt_commands(plan, stack_name,
+                                               project or _project(loaded.base_dir)), start=1):
+        click.echo(f"\n# {i}. {command[2:]}")
+
+
+def _project(base_dir: Path) -> str:
+    """The Pulumi project's ``name`` (URNs hold it); ``meshboot`` (this repository's) if
+    there is no readable Pulumi.yaml next to the stack file."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load((base_dir / "Pulumi.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return "meshboot"
+    name = doc.get("name") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and name else "meshboot"

