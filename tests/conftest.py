@@ -35,6 +35,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject addopts): a worker per usable CPU, at most 4, when the whole
+    suite or a directory of tests runs; none (the tests run in this process) for single
+    files or tests, where starting workers, each collecting everything, costs more than
+    it saves. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` decide otherwise."""
+    env = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    if env.isdigit():
+        return int(env)
+    whole = config.args_source == pytest.Config.ArgsSource.TESTPATHS or any(
+        Path(arg.split("::")[0]).is_dir() for arg in config.args)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(cpus, 4)
+    return workers if whole and workers > 1 else 0
+
+
 # yaml.safe_dump's output, emitted by libyaml when PyYAML has it.
 _SafeDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
