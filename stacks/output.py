@@ -339,7 +339,10 @@ class StagedFile:
     def __init__(self, root: Path, rel: str, secret: bool) -> None:
         self.path = root / rel
         parent = self.path.parent
-        for d in reversed([p for p in (parent, *parent.parents) if _is_within(p, root)]):
+        chain = [parent, *parent.parents]
+        # The directories strictly below ``root`` (as _is_within, in one walk up the chain).
+        below_root = chain[:chain.index(root)] if root in chain else []
+        for d in reversed(below_root):
             if not d.exists():
                 try:
                     d.mkdir()

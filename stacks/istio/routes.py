@@ -24,6 +24,8 @@ import yaml
 CLUSTER_LABEL = "topology.istio.io/cluster"
 CONTROL_PLANE_ANNOTATION = "topology.istio.io/controlPlaneClusters"
 NET = "networking.istio.io"
+# The safe loader, parsing in C (libyaml) when PyYAML has it: same documents, far faster.
+_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class RoutesError(Exception):
@@ -46,7 +48,7 @@ def load_objects(directory: Path) -> list[dict[str, Any]]:
         raise RoutesError(f"{directory}: not a directory (expected out/<env>/<cluster>)")
     objs: list[dict[str, Any]] = []
     for f in sorted(directory.glob("*.yaml")):
-        objs.extend(d for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict))
+        objs.extend(d for d in yaml.load_all(f.read_text(), Loader=_SafeLoader) if isinstance(d, dict))
     return objs
 
 

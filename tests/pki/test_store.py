@@ -35,7 +35,7 @@ def store_path(tmp_path: Path) -> Path:
     return tmp_path / ".meshboot" / "dev" / "pki"
 
 
-def test_layout_and_permissions(store_path: Path) -> None:
+def test_layout_and_permissions(store_path: Path, real_fsync: list[int]) -> None:
     old_umask = os.umask(0o022)  # a permissive umask must not leak into the store
     try:
         PkiStore(store_path).load_or_build(make_params())
@@ -54,6 +54,9 @@ def test_layout_and_permissions(store_path: Path) -> None:
     assert meta["root_fingerprint"] == fingerprint(CA.from_pem(
         root_cert, (store_path / "root/key.pem").read_bytes()).cert)
     assert meta["clusters"]["east"]["cluster"] == "east"
+    # Durable writes (tests elsewhere run with fsync as a no-op): each of the 7 files
+    # and its directory went through the real os.fsync.
+    assert len(real_fsync) >= 14
 
 
 def test_reload_is_stable_and_files_untouched(store_path: Path) -> None:

@@ -21,22 +21,36 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from scripts.cli import cli
 from tests.conftest import base_spec, write_stack
 from tests.support.pulumi_harness import run_program, unwrap_secrets, with_fake_kubeconfigs
+from tests.support.speed import pbkdf2
 
 PASS = "correct horse battery staple"
 ENV = {"PULUMI_CONFIG_PASSPHRASE": PASS}
+
+
+@pytest.fixture(scope="module")
+def initialised(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """base_spec()'s stack file after `pki init`, for the tests that start from one."""
+    config = write_stack(tmp_path_factory.mktemp("initialised"), base_spec())
+    result = invoke("pki", "init", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    return config.read_text()
+
+
+def initialised_copy(directory: Path, text: str) -> Path:
+    config = directory / "Pulumi.dev.yaml"
+    config.write_text(text)
+    return config
 
 
 def pulumi_decrypt(salt_line: str, passphrase: str, value: str) -> str:
     _, salt_b64, verifier = salt_line.split(":", 2)
     salt = base64.b64decode(salt_b64)
     assert len(salt) == 8, "Pulumi's passphrase provider uses an 8-byte salt"
-    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt,
-                     iterations=1_000_000).derive(passphrase.encode())
+    key = pbkdf2(passphrase, salt, iterations=1_000_000)  # PBKDF2-HMAC-SHA256, 32 bytes
 
     def open_(sealed: str) -> str:
         version, nonce, data = sealed.split(":")
@@ -93,11 +107,10 @@ def test_init_writes_the_root_as_pulumi_would(tmp_path: Path) -> None:
     assert all(line in it for line in before.splitlines())
 
 
-def test_a_rebuilt_machine_renders_the_same_root(tmp_path: Path) -> None:
+def test_a_rebuilt_machine_renders_the_same_root(tmp_path: Path, initialised: str) -> None:
     laptop, ci = tmp_path / "laptop", tmp_path / "ci"
     laptop.mkdir()
-    config = write_stack(laptop, base_spec())
-    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+    config = initialised_copy(laptop, initialised)
     first = render(config, laptop / "out", laptop / "pki")
     assert first.exit_code == 0, first.output
     # The CI runner / DR machine has the stack file and the passphrase, nothing else.
@@ -116,9 +129,8 @@ def test_a_rebuilt_machine_renders_the_same_root(tmp_path: Path) -> None:
 
 
 def test_without_the_passphrase_a_rebuild_fails_instead_of_inventing_a_root(
-        tmp_path: Path) -> None:
-    config = write_stack(tmp_path, base_spec())
-    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+        tmp_path: Path, initialised: str) -> None:
+    config = initialised_copy(tmp_path, initialised)
     result = render(config, tmp_path / "out", tmp_path / "pki", )
     assert result.exit_code == 0
     other = tmp_path / "other"
@@ -155,9 +167,8 @@ def test_init_takes_the_environments_default_store(tmp_path: Path) -> None:
     assert fp(stack_root(config)[0]) == deployed
 
 
-def test_refuses_a_second_root_unless_forced(tmp_path: Path) -> None:
-    config = write_stack(tmp_path, base_spec())
-    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+def test_refuses_a_second_root_unless_forced(tmp_path: Path, initialised: str) -> None:
+    config = initialised_copy(tmp_path, initialised)
     first = config.read_text()
     again = invoke("pki", "init", "--config", str(config))
     assert again.exit_code == 2
@@ -171,9 +182,8 @@ def test_refuses_a_second_root_unless_forced(tmp_path: Path) -> None:
         yaml.safe_load(first)["encryptionsalt"], "the stack's salt is kept"
 
 
-def test_existing_salt_and_secrets_are_kept(tmp_path: Path) -> None:
-    config = write_stack(tmp_path, base_spec())
-    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+def test_existing_salt_and_secrets_are_kept(tmp_path: Path, initialised: str) -> None:
+    config = initialised_copy(tmp_path, initialised)
     doc = yaml.safe_load(config.read_text())
     salt = doc["encryptionsalt"]
     # Another secret value in the stack, written by "pulumi config set --secret" earlier.
@@ -189,9 +199,8 @@ def test_existing_salt_and_secrets_are_kept(tmp_path: Path) -> None:
     stack_root(config)
 
 
-def test_wrong_passphrase_is_refused_and_the_file_untouched(tmp_path: Path) -> None:
-    config = write_stack(tmp_path, base_spec())
-    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+def test_wrong_passphrase_is_refused_and_the_file_untouched(tmp_path: Path, initialised: str) -> None:
+    config = initialised_copy(tmp_path, initialised)
     text = config.read_text()
     result = invoke("pki", "init", "--config", str(config), "--force",
                     env={"PULUMI_CONFIG_PASSPHRASE": "wrong"})
@@ -256,10 +265,9 @@ def test_layouts_of_the_pki_section(tmp_path: Path, layout: str) -> None:
     assert render(config, tmp_path / "out", tmp_path / "store").exit_code == 0
 
 
-def test_pulumi_up_uses_the_root_from_the_stack_file(tmp_path: Path) -> None:
+def test_pulumi_up_uses_the_root_from_the_stack_file(tmp_path: Path, initialised: str) -> None:
     """The Pulumi program, given the config the engine decrypts, deploys the same root."""
-    config = write_stack(tmp_path, base_spec())
-    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+    config = initialised_copy(tmp_path, initialised)
     cert, key_pem = stack_root(config)
     spec = base_spec()
     spec["pki"]["rootCa"] = {"certPem": cert.public_bytes(serialization.Encoding.PEM).decode(),
@@ -273,8 +281,7 @@ def test_pulumi_up_uses_the_root_from_the_stack_file(tmp_path: Path) -> None:
 
 def pulumi_encrypt(salt_line: str, passphrase: str, plaintext: str) -> str:
     salt = base64.b64decode(salt_line.split(":")[1])
-    key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt,
-                     iterations=1_000_000).derive(passphrase.encode())
+    key = pbkdf2(passphrase, salt, iterations=1_000_000)  # PBKDF2-HMAC-SHA256, 32 bytes
     nonce = b"\x01" * 12
     sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), None)
     return f"v1:{base64.b64encode(nonce).decode()}:{base64.b64encode(sealed).decode()}"
@@ -300,10 +307,17 @@ def stack_export(root_outputs: dict[str, Any], salt_line: str, show_secrets: boo
         ]}}
 
 
-@pytest.mark.parametrize("show_secrets", [False, True])
-def test_from_state_keeps_the_root_pulumi_deployed(tmp_path: Path, show_secrets: bool) -> None:
+@pytest.fixture(scope="module")
+def deployed_root() -> dict[str, Any]:
+    """The root CA outputs `pulumi up` of base_spec() records in the state."""
     run = run_program(with_fake_kubeconfigs(base_spec()))
-    deployed = unwrap_secrets(run.named("mesh1-pki-root").outputs)
+    return dict(unwrap_secrets(run.named("mesh1-pki-root").outputs))
+
+
+@pytest.mark.parametrize("show_secrets", [False, True])
+def test_from_state_keeps_the_root_pulumi_deployed(tmp_path: Path, show_secrets: bool,
+                                                   deployed_root: dict[str, Any]) -> None:
+    deployed = deployed_root
     config = write_stack(tmp_path, base_spec())
     # The stack already has a passphrase salt (pulumi up created it).
     salt_line = "v1:" + base64.b64encode(b"saltsalt").decode() + ":" + \

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import stat
 import subprocess
 import sys
@@ -325,6 +326,21 @@ def _read_at(dir_fd: int, rel: str) -> bytes:
             os.close(fd)
 
 
+def _waits_for_a_lock(child: subprocess.Popen[str], deadline: float) -> bool:
+    """Whether ``child`` is (or soon is) blocked on a file lock: a ``->`` waiter in /proc/locks."""
+    locks = Path("/proc/locks")
+    if not locks.exists():  # not Linux: it has at least not finished within a second
+        time.sleep(1.0)
+        return True
+    while time.monotonic() < deadline and child.poll() is None:
+        for line in locks.read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "->" and fields[5] == str(child.pid):
+                return True
+        time.sleep(0.01)
+    return False
+
+
 def test_concurrent_renders_are_serialised(tmp_path: Path) -> None:
     out = tmp_path / "out"
     lock = os.open(tmp_path / ".out.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -335,15 +351,25 @@ def test_concurrent_renders_are_serialised(tmp_path: Path) -> None:
          "with OutputTree(Path(sys.argv[1])) as t:\n"
          "    t.commit({}, {'x.yaml': OutputFile(b'x')})\n", str(out)],
         cwd=REPO, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    said = ""
     try:
-        time.sleep(1.0)
-        assert child.poll() is None, "a render must wait while another holds the lock"
+        # The child says it waits just before it blocks on the lock (no sleep: its own words).
+        deadline = time.monotonic() + 30
+        while "waiting for another render" not in said and time.monotonic() < deadline:
+            ready, _, _ = select.select([child.stderr], [], [], deadline - time.monotonic())
+            line = child.stderr.readline() if ready else ""
+            if not line:
+                break
+            said += line
+        assert "waiting for another render" in said, said
+        assert _waits_for_a_lock(child, deadline), "a render must wait while another holds the lock"
+        assert child.poll() is None
         assert not out.exists()
     finally:
         os.close(lock)  # releases the flock
     _, err = child.communicate(timeout=30)
-    assert child.returncode == 0, err
-    assert "waiting for another render" in err
+    assert child.returncode == 0, said + err
     assert (out / "x.yaml").read_bytes() == b"x"
 
 

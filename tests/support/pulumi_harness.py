@@ -32,7 +32,9 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import resource as presource
 from pulumi.runtime import settings as psettings
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -221,8 +223,19 @@ def run_function(program: Callable[[], Any], config: dict[str, str] | None = Non
     pulumi.runtime.set_mocks(mocks, project="meshboot", stack=stack, preview=preview,
                              monitor=RecordingMonitor(mocks, run))
     pulumi.runtime.set_all_config(config or {}, secret_keys or [])
-    _sync_await(run_pulumi_func(program))
+    # The SDK walks the whole Python stack (pytest's included) on every registration to
+    # send the engine source positions; the mocks never read them.
+    stack_trace = presource._get_stack_trace
+    presource._get_stack_trace = _no_stack_trace
+    try:
+        _sync_await(run_pulumi_func(program))
+    finally:
+        presource._get_stack_trace = stack_trace
     return run
+
+
+def _no_stack_trace() -> Any:
+    return source_pb2.StackTrace()
 
 
 def with_fake_kubeconfigs(spec: dict[str, Any]) -> dict[str, Any]:

@@ -3,13 +3,19 @@
 Core kinds go through ``kubernetes-validate`` (strict). Custom resources are
 checked against the CRD ``openAPIV3Schema`` copies in ``tests/data/schemas``,
 converted so that unknown fields are errors (see that directory's INDEX.tsv
-for their origin).
+for their origin; tests/data/refresh.py re-extracts them from upstream and
+lists the kinds kept).
+
+Validators are built once per (apiVersion, kind) and reused: building one means
+parsing its schema (kubernetes-validate's core schemas are megabytes of JSON,
+re-read on every ``kubernetes_validate.validate`` call) and resolving its
+``$ref`` s, which cost far more than checking an object.
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,10 +23,14 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import yaml
+from kubernetes_validate import utils as kv_utils
+from referencing import Registry, Resource
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "data" / "schemas"
 CHART_VALUES_DIR = Path(__file__).resolve().parent.parent / "data" / "chart-values"
 K8S_VERSION = "1.33.0"
+# libyaml when PyYAML has it: same safe schema, parsed in C (tests read thousands of documents).
+SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Chart values that are free-form maps even where their default has entries.
 FREE_FORM = {"labels", "annotations", "podAnnotations", "podLabels", "nodeSelector", "env",
              # linkerd-viz: the `global:` block of its prometheus.yml (toYaml'd whole).
@@ -74,17 +84,50 @@ def crd_schema(api_version: str, kind: str) -> dict[str, Any] | None:
     return schema
 
 
+@cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator | None:
+    schema = crd_schema(api_version, kind)
+    return None if schema is None else jsonschema.Draft7Validator(schema)
+
+
+@cache
+def _core_schema(filename: str) -> Any:
+    return kv_utils.schema_contents(filename, K8S_VERSION)
+
+
+@cache
+def core_validator(api_version: str, kind: str) -> jsonschema.Draft202012Validator:
+    """The validator ``kubernetes_validate.validate(obj, K8S_VERSION, strict=True)`` builds.
+
+    Same schema files, registry and draft as kubernetes_validate/utils.py ``validate``;
+    kept here so it is built once instead of on every object.
+    """
+    version = [v for v in kv_utils.all_versions()
+               if kv_utils.major_minor(v) <= kv_utils.major_minor(K8S_VERSION)][-1]
+    schema_dir = f"kubernetes-json-schema/v{version}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = _core_schema(f"{schema_dir}/{kind.lower()}-{group_version}.json")
+    except FileNotFoundError:
+        raise kubernetes_validate.SchemaNotFoundError(
+            version=kv_utils.major_minor(K8S_VERSION), kind=kind, api_version=api_version) from None
+    definitions = _core_schema(f"{schema_dir}/_definitions.json")
+    registry: Registry = Resource.from_contents(schema) @ Registry()
+    registry = Resource.from_contents(definitions) @ registry
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
 def validate_object(obj: dict[str, Any]) -> None:
     """Raise ObjectInvalid unless ``obj`` is a valid object of its kind."""
     api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
     name = f"{kind} {obj.get('metadata', {}).get('namespace', '')}/{obj.get('metadata', {}).get('name')}"
     group = api_version.rpartition("/")[0]
-    schema = crd_schema(api_version, kind) if "." in group else None
-    if "." in group and (schema is not None or not group.endswith(".k8s.io")):
+    validator = crd_validator(api_version, kind) if "." in group else None
+    if "." in group and (validator is not None or not group.endswith(".k8s.io")):
         # Custom resources (Gateway API is a *.k8s.io group served by CRDs too).
-        if schema is None:
+        if validator is None:
             raise ObjectInvalid(f"{name}: no schema for {api_version} {kind}")
-        errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=str)
+        errors = sorted(validator.iter_errors(obj), key=str)
         if errors:
             msgs = "; ".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
                              for e in errors[:5])
@@ -92,8 +135,8 @@ def validate_object(obj: dict[str, Any]) -> None:
         _check_metadata(obj, name)
         return
     try:
-        kubernetes_validate.validate(copy.deepcopy(obj), K8S_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as exc:
+        core_validator(api_version, kind).validate(obj)
+    except jsonschema.ValidationError as exc:
         raise ObjectInvalid(f"{name}: {exc.message} at {list(exc.path)}") from exc
 
 
@@ -111,13 +154,23 @@ def _check_metadata(obj: dict[str, Any], name: str) -> None:
                 raise ObjectInvalid(f"{name}: metadata.{key}.{k} must be a string")
 
 
+def yaml_docs(text: str) -> list[Any]:
+    """``yaml.safe_load_all`` (libyaml when available), as a list."""
+    return list(yaml.load_all(text, Loader=SafeLoader))
+
+
+def yaml_doc(text: str) -> Any:
+    """``yaml.safe_load`` (libyaml when available)."""
+    return yaml.load(text, Loader=SafeLoader)
+
+
 def load_tree(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """cluster -> every object rendered for it (recursively, all YAML files)."""
     result: dict[str, list[dict[str, Any]]] = {}
     for cluster_dir in sorted(p for p in out_dir.iterdir() if p.is_dir()):
         objs: list[dict[str, Any]] = []
         for f in sorted(cluster_dir.rglob("*.yaml")):
-            objs.extend(d for d in yaml.safe_load_all(f.read_text()) if d is not None)
+            objs.extend(d for d in yaml.load_all(f.read_text(), Loader=SafeLoader) if d is not None)
         result[cluster_dir.name] = objs
     return result
 
@@ -133,7 +186,7 @@ def load_valid_tree(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 @cache
 def chart_defaults(chart_file: str) -> dict[str, Any]:
-    return yaml.safe_load((CHART_VALUES_DIR / chart_file).read_text())
+    return yaml.load((CHART_VALUES_DIR / chart_file).read_text(), Loader=SafeLoader)
 
 
 def unknown_value_paths(values: dict[str, Any], chart_file: str) -> list[str]:

@@ -45,8 +45,15 @@ def deps_of(run: ProgramRun, name: str) -> set[str]:
     return {run.by_urn(u).name for u in run.named(name).dependencies}
 
 
+@pytest.fixture(scope="module")
+def fixed_run() -> ProgramRun:
+    return run_program(with_fake_kubeconfigs(primary_remote(fixed_addresses=True)))
+
+
 @pytest.fixture(scope="module", params=[True, False], ids=["fixed-addresses", "lb-addresses"])
 def run(request: pytest.FixtureRequest) -> ProgramRun:
+    if request.param:
+        return request.getfixturevalue("fixed_run")
     return run_program(with_fake_kubeconfigs(primary_remote(request.param)))
 
 
@@ -73,7 +80,7 @@ def test_primaries_do_not_wait_for_remotes_gateways(run: ProgramRun) -> None:
                                                       for u in r.dependencies}, r.name
 
 
-def test_render_writes_the_order_pulumi_follows(tmp_path: Path) -> None:
+def test_render_writes_the_order_pulumi_follows(tmp_path: Path, fixed_run: ProgramRun) -> None:
     spec = primary_remote(fixed_addresses=True)
     config = write_stack(tmp_path, spec)
     result = CliRunner().invoke(cli, ["render", "--config", str(config), "--out",
@@ -88,7 +95,7 @@ def test_render_writes_the_order_pulumi_follows(tmp_path: Path) -> None:
             "istio-remote-secret-central") in edges
     assert ("east", "remote-secrets", "central", "istiod", None) in edges
     # One contract, two back-ends: every edge render documents is a Pulumi dependency.
-    run = run_program(with_fake_kubeconfigs(spec))
+    run = fixed_run  # the Pulumi program of this same spec
     for o in order:
         a, b = o["apply"], o["after"]
         waiter = (f"{a['cluster']}-secret-{a['object']['namespace']}-{a['object']['name']}"

@@ -56,13 +56,20 @@ def kind(tree: dict[str, list[dict[str, Any]]], cluster: str, k: str) -> list[di
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    return load_tree(render(tmp_path_factory.mktemp("full"), full_spec()))
+def full_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The render of full_spec(), shared by the tests that only read it."""
+    return render(tmp_path_factory.mktemp("full"), full_spec())
+
+
+@pytest.fixture(scope="module")
+def tree(full_out: Path) -> dict[str, list[dict[str, Any]]]:
+    return load_tree(full_out)
 
 
 @pytest.mark.parametrize("cross_cluster", ["discovery", "serviceEntry"])
-def test_every_object_validates_strictly(tmp_path: Path, cross_cluster: str) -> None:
-    tree = load_tree(render(tmp_path, full_spec(cross_cluster)))
+def test_every_object_validates_strictly(tmp_path: Path, full_out: Path, cross_cluster: str) -> None:
+    out = full_out if cross_cluster == "discovery" else render(tmp_path, full_spec(cross_cluster))
+    tree = load_tree(out)
     kinds = Counter(o["kind"] for objs in tree.values() for o in objs)
     expected = {"DestinationRule", "VirtualService", "PeerAuthentication", "AuthorizationPolicy",
                 "RequestAuthentication", "Sidecar",
@@ -90,8 +97,8 @@ def test_names_unique_per_cluster(tree: dict[str, list[dict[str, Any]]]) -> None
         assert [k for k, n in keys.items() if n > 1] == [], cluster
 
 
-def test_istio_resources_live_in_primaries_only(tmp_path: Path) -> None:
-    out = render(tmp_path, full_spec())
+def test_istio_resources_live_in_primaries_only(full_out: Path) -> None:
+    out = full_out
     tree = load_tree(out)
     # central is a remote of east: its Istio config is served from east's config store.
     central = policy_objects(out, "central")
@@ -287,7 +294,6 @@ def test_jwt_requires_token_and_claims_in_every_rule(tree: dict[str, list[dict[s
     assert principals == ["cluster.local/ns/shop/sa/frontend"]
 
 
-def test_yaml_has_no_anchors(tmp_path: Path) -> None:
-    out = render(tmp_path, full_spec())
-    for f in out.rglob("*policy.yaml"):
+def test_yaml_has_no_anchors(full_out: Path) -> None:
+    for f in full_out.rglob("*policy.yaml"):
         assert not re.search(r"[&*]id\d+", f.read_text()), f

@@ -43,6 +43,14 @@ def render_tree(tmp_path: Path, spec: dict[str, Any]) -> tuple[Tree, str]:
     return tree, output
 
 
+@pytest.fixture(scope="module")
+def four_clusters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tree, Path]:
+    """four_cluster_spec() rendered once for the tests that only read it: (tree, out)."""
+    tmp_path = tmp_path_factory.mktemp("four")
+    tree, _ = render_tree(tmp_path, four_cluster_spec())
+    return tree, tmp_path / "out"
+
+
 def releases(tree: Tree, cluster: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o["spec"]["values"] for o in tree[cluster]
             if o["kind"] == "HelmRelease"}
@@ -59,7 +67,8 @@ def gateway_clusters(tree: Tree) -> set[str]:
 
 # --- item 2: one east-west gateway per network, no Istio CRs in remotes ------------------
 
-def test_remote_on_its_primarys_network_gets_no_gateway_and_no_istio_crs(tmp_path: Path) -> None:
+def test_remote_on_its_primarys_network_gets_no_gateway_and_no_istio_crs(
+        four_clusters: tuple[Tree, Path]) -> None:
     # Upstream: primary-remote_multi-network installs a gateway in the remote only because
     # it is on another network; on the primary's network (istio.io: setup/install/
     # multicluster/primary-remote) the remote has none. Istio CRs in a remote are never
@@ -67,10 +76,10 @@ def test_remote_on_its_primarys_network_gets_no_gateway_and_no_istio_crs(tmp_pat
     # primary's config store (manifests/charts/base/files/profile-remote.yaml;
     # istio.io primary-remote_multi-network tip: "exposing services on the primary cluster
     # will expose them on the east-west gateways of both clusters").
-    tree, _ = render_tree(tmp_path, four_cluster_spec())
+    tree, out = four_clusters
     assert gateway_clusters(tree) == {"a", "b", "d"}
     assert istio_crs(tree, "c") == []
-    assert not [p for p in (tmp_path / "out" / "c").glob("*mesh-gateways.yaml")]
+    assert not [p for p in (out / "c").glob("*mesh-gateways.yaml")]
     assert ("Gateway", "cross-network-gateway") in istio_crs(tree, "a")
 
 
@@ -142,8 +151,8 @@ def test_revision_reaches_base_validator_and_istiod_exposure(tmp_path: Path) -> 
                       "port": {"number": 443}})]
 
 
-def test_without_revision_exposure_is_expose_istiod_yaml(tmp_path: Path) -> None:
-    tree, _ = render_tree(tmp_path, four_cluster_spec())
+def test_without_revision_exposure_is_expose_istiod_yaml(four_clusters: tuple[Tree, Path]) -> None:
+    tree, _ = four_clusters
     # samples/multicluster/expose-istiod.yaml
     vs = next(o for o in tree["a"] if o["kind"] == "VirtualService"
               and o["metadata"]["namespace"] == "istio-system")
@@ -257,20 +266,19 @@ def test_a_cluster_mesh_id_must_be_the_mesh_id(tmp_path: Path) -> None:
 
 # --- item 7: smaller points --------------------------------------------------------------
 
-def test_eastwest_values_are_the_docs_helm_command(tmp_path: Path) -> None:
+def test_eastwest_values_are_the_docs_helm_command(four_clusters: tuple[Tree, Path]) -> None:
     # gateway/templates/_helpers.tpl derives `istio: eastwestgateway` from the name;
     # deployment.yaml and service.yaml add topology.istio.io/network from networkGateway.
-    tree, _ = render_tree(tmp_path, four_cluster_spec())
+    tree, _ = four_clusters
     for cluster in gateway_clusters(tree):
         values = releases(tree, cluster)["istio-eastwestgateway"]
         assert set(values) == {"name", "networkGateway"}
 
 
-def test_remotes_get_no_cacerts(tmp_path: Path) -> None:
+def test_remotes_get_no_cacerts(four_clusters: tuple[Tree, Path]) -> None:
     # A remote runs no istiod; its workloads get certificates from the primary's istiod
     # through the east-west gateway (15012), signed by the primary's intermediate.
-    render_tree(tmp_path, four_cluster_spec())
-    out = tmp_path / "out"
+    _, out = four_clusters
     assert (out / "a" / "secrets" / "istio-system.cacerts.yaml").exists()
     assert not (out / "c" / "secrets" / "istio-system.cacerts.yaml").exists()
 

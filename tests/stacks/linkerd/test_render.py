@@ -36,9 +36,11 @@ def render(config: Path, out: Path, pki: Path) -> str:
     return result.output
 
 
-@pytest.fixture(params=sorted(SPECS))
-def rendered(request: pytest.FixtureRequest, tmp_path: Path
+@pytest.fixture(scope="module", params=sorted(SPECS))
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
              ) -> tuple[dict[str, Any], Path, str]:
+    """One render per environment, shared by the tests below (they only read it)."""
+    tmp_path = tmp_path_factory.mktemp(f"linkerd-{request.param}")
     spec = SPECS[request.param]()
     config = write_stack(tmp_path, spec)
     out = tmp_path / "out"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from clusters.spec import Spec
@@ -37,6 +38,12 @@ def rendered(tmp_path: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, A
     return load_valid_tree(tmp_path / "out")
 
 
+@pytest.fixture(scope="module")
+def three_clusters_tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """three_clusters() rendered once for the tests that only read it."""
+    return rendered(tmp_path_factory.mktemp("three"), three_clusters())
+
+
 def problems(output: str) -> dict[str, str]:
     return {line.split(": ")[1]: line for line in output.splitlines() if ": meshboot:" in line}
 
@@ -48,14 +55,15 @@ def of_kind(objs: list[dict[str, Any]], kind: str, api_prefix: str = ""
 
 
 # ------------------------------------------------------------------ 1. federated
-def test_federated_selector_only_on_gatewayless_links(tmp_path: Path) -> None:
+def test_federated_selector_only_on_gatewayless_links(
+        three_clusters_tree: dict[str, list[dict[str, Any]]]) -> None:
     # multicluster/service-mirror/cluster_watcher.go handleFederatedServiceJoin adds
     # svc@target to the remote-discovery annotation (pod-to-pod) whatever the Link's
     # mode; docs 2-edge/tasks/federated-services.md: federated services send traffic
     # directly to pods, never through a gateway. An unset selector matches nothing
     # (cluster_watcher.go isFederatedServiceMember).
     spec = three_clusters()  # a, c on n1 (flat); b on n2
-    tree = rendered(tmp_path, spec)
+    tree = three_clusters_tree
     nets = {c["name"]: c["network"] for c in spec["clusters"]}
     seen = 0
     for source, objs in tree.items():
@@ -280,13 +288,12 @@ def test_grpc_ports_get_grpcroutes(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ 8. clean checks
-def test_links_carry_the_created_by_annotation(tmp_path: Path) -> None:
+def test_links_carry_the_created_by_annotation(
+        three_clusters_tree: dict[str, list[dict[str, Any]]]) -> None:
     # multicluster/cmd/link-gen.go sets linkerd.io/created-by: linkerd/cli <version>;
     # multicluster/cmd/check.go checkLinkVersions warns "unable to determine version"
     # without it.
-    spec = three_clusters()
-    tree = rendered(tmp_path, spec)
-    for objs in tree.values():
+    for objs in three_clusters_tree.values():
         for link in of_kind(objs, "Link").values():
             assert link["metadata"]["annotations"] == {
                 "linkerd.io/created-by": "linkerd/cli edge-26.8.3"}
@@ -355,5 +362,8 @@ def test_present_gateway_api_must_keep_the_fields_meshboot_sets(tmp_path: Path) 
         rendered(tmp_path / version, spec)
 
 
-def test_present_gateway_api_without_routes_needs_no_version(tmp_path: Path) -> None:
-    rendered(tmp_path, three_clusters())
+def test_present_gateway_api_without_routes_needs_no_version(
+        three_clusters_tree: dict[str, list[dict[str, Any]]]) -> None:
+    b = three_clusters()["clusters"][1]
+    assert b["gatewayApiCrds"] == "present" and "gatewayApiVersion" not in b  # the premise
+    assert three_clusters_tree["b"]  # rendered (exit 0) and strictly valid: the fixture
