@@ -108,9 +108,10 @@ def _check_flagger_service(spec: Spec, s: ServiceSpec, i: int) -> list[Problem]:
         out.append(Problem(f"{base}.fault", "cannot be combined with a Flagger canary: Flagger owns "
                                             "the service's routes and has no fault injection"))
     if spec.mesh.provider == "istio":
+        known = {c.name: c for c in spec.clusters}  # a cluster that failed validation is absent
         for name in s.clusters:
-            c = spec.cluster(name)
-            if c.is_remote:
+            c = known.get(name)
+            if c is not None and c.is_remote:
                 out.append(Problem(f"{base}.clusters",
                                    f"{name!r} is an Istio remote: its Flagger would have to write "
                                    f"the VirtualService into {c.primary!r}'s API server "
