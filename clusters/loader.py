@@ -92,6 +92,29 @@ def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> Load
                       warnings=tuple(sorted(spec_warnings(spec), key=problem_order)))
 
 
+UNDECRYPTABLE = "secure value cannot be decrypted"
+
+
+def _without_followups(problems: list[Problem]) -> list[Problem]:
+    """Drop what only follows from a ``secure:`` value that could not be decrypted (it
+    is left out of the spec, so its key reads as missing): problems at its own path
+    and those of an enclosing key that name it. The decryption problem says it all."""
+    failed = [p.path for p in problems if p.message.startswith(UNDECRYPTABLE)]
+    if not failed:
+        return problems
+
+    def followup(p: Problem) -> bool:
+        if p.message.startswith(UNDECRYPTABLE):
+            return False
+        for path in failed:
+            parent, _, leaf = path.rpartition(".")
+            if p.path == path or (p.path == parent and leaf in p.message):
+                return True
+        return False
+
+    return [p for p in problems if not followup(p)]
+
+
 def spec_from_config(
     config: dict[str, Any],
     source: str,
@@ -155,7 +178,7 @@ def spec_from_config(
             problems.extend(validate_policy(spec))
             problems.extend(validate_delivery(spec))
     if problems or spec is None:
-        raise SpecError(source, problems, partial=spec)
+        raise SpecError(source, _without_followups(problems), partial=spec)
     # The sections and items are validated models already (pydantic accepts them as
     # they are); this runs the whole-spec validators.
     return Spec.model_validate({
@@ -270,7 +293,7 @@ def _decrypt_secure(
                     return crypter().decrypt(value["secure"])
                 except SecretDecryptError as exc:
                     problems.append(Problem("".join(where),
-                                            f"secure value cannot be decrypted: {exc}"))
+                                            f"{UNDECRYPTABLE}: {exc}"))
                     return None
             out = None
             for k, v in value.items():
