@@ -43,6 +43,15 @@ def _load(config: Path) -> LoadedSpec:
     return loaded
 
 
+def check_cluster_names(loaded: LoadedSpec, names: tuple[str, ...] | list[str]) -> None:
+    """Exit 2 if a ``--cluster`` value names no cluster of the spec."""
+    unknown = [c for c in names if c not in loaded.spec.cluster_names]
+    if unknown:
+        click.echo(f"error: --cluster {', '.join(unknown)}: no such cluster in {loaded.source} "
+                   f"(clusters: {', '.join(loaded.spec.cluster_names)})", err=True)
+        sys.exit(EXIT_SPEC)
+
+
 def default_pki_dir(loaded: LoadedSpec) -> Path:
     return loaded.base_dir / ".meshboot" / loaded.env / "pki"
 
@@ -325,11 +334,7 @@ def preflight(config: Path, pki_dir: Path | None, live: bool, only: tuple[str, .
     kubeconfig is missing or unusable.
     """
     loaded = _load(config)
-    unknown = [c for c in only if c not in loaded.spec.cluster_names]
-    if unknown:
-        click.echo(f"error: --cluster {', '.join(unknown)}: no such cluster in {loaded.source} "
-                   f"(clusters: {', '.join(loaded.spec.cluster_names)})", err=True)
-        sys.exit(EXIT_SPEC)
+    check_cluster_names(loaded, only)
     clusters = [c for c in loaded.spec.cluster_names if not only or c in only]
     explicit_store = pki_dir is not None
     pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)

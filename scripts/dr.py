@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from scripts.cli import EXIT_SPEC, _load, _passphrase, _plan, default_pki_dir
+from scripts.cli import EXIT_SPEC, _load, _passphrase, _plan, check_cluster_names, default_pki_dir
 
 
 @click.group()
@@ -44,11 +44,7 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     from stacks.dr import IntermediateStatus, commands, dr_plan
 
     loaded = _load(config)
-    names = loaded.spec.cluster_names
-    if cluster not in names:
-        click.echo(f"error: --cluster {cluster}: no such cluster in {loaded.source} "
-                   f"(clusters: {', '.join(names)})", err=True)
-        sys.exit(EXIT_SPEC)
+    check_cluster_names(loaded, [cluster])
     plan = _plan(loaded)
     pki_dir = pki_dir if pki_dir is not None else default_pki_dir(loaded)
     store = PkiStore(pki_dir, _passphrase())

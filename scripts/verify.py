@@ -90,7 +90,7 @@ def verify(config: Path, only: tuple[str, ...], wait: str, as_json: bool, pki_di
     Both: nodes' region/zone labels, and the same trust bundle everywhere.
     """
     from pki.hierarchy import rotation_bundles
-    from scripts.cli import _fail_spec, _load, default_pki_dir
+    from scripts.cli import _fail_spec, _load, check_cluster_names, default_pki_dir
     from stacks.build import build_plan
     from stacks.plan import pki_pem
     from stacks.verify import verifier
@@ -102,11 +102,7 @@ def verify(config: Path, only: tuple[str, ...], wait: str, as_json: bool, pki_di
         click.echo(f"error: --wait: {err}", err=True)
         sys.exit(EXIT_SPEC)
     loaded = _load(config)
-    unknown = [c for c in only if c not in loaded.spec.cluster_names]
-    if unknown:
-        click.echo(f"error: --cluster {', '.join(unknown)}: no such cluster in {loaded.source} "
-                   f"(clusters: {', '.join(loaded.spec.cluster_names)})", err=True)
-        sys.exit(EXIT_SPEC)
+    check_cluster_names(loaded, only)
     from clusters.errors import SpecError
 
     try:

@@ -8,8 +8,6 @@ pages (``limit``/``continue``) and is shut down at the end of every test.
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import json
 import socket
 import ssl
@@ -26,16 +24,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from clusters.live import BETA_ZONE_LABEL, locality_checks, node_locality
 from clusters.spec import ClusterSpec
 from pki.ca import CA
 from scripts.cli import cli
 from tests.conftest import base_spec, write_stack
+from tests.support.kube_api import server_cert
 
 TOKEN = "s3cret-token"
 EAST = {"topology.kubernetes.io/region": "us-east1", "topology.kubernetes.io/zone": "us-east1-b"}
@@ -63,26 +58,6 @@ def node(name: str, labels: dict[str, str], taint: str | None = None) -> dict[st
     return obj
 
 
-def _server_cert(root: CA) -> tuple[str, str]:
-    """A serving certificate for 127.0.0.1 (IP SAN) issued by ``root``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
-            .issuer_name(root.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(root.key, hashes.SHA256()))  # type: ignore[arg-type]
-    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode())
-
-
 @pytest.fixture(scope="module")
 def root() -> CA:
     return CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=2)
@@ -92,7 +67,7 @@ def root() -> CA:
 def serve(api: Api, root: CA, tmp: Path, dns_name: str | None = None) -> Iterator[Api]:
     """Serve ``api``; the certificate names 127.0.0.1, or only ``dns_name`` if given."""
     if dns_name is None:
-        cert_pem, key_pem = _server_cert(root)
+        cert_pem, key_pem = server_cert(root)
     else:
         leaf = root.issue_leaf(dns_names=[dns_name])
         cert_pem, key_pem = leaf.cert_pem, leaf.key_pem
