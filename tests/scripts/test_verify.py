@@ -344,6 +344,11 @@ def test_linkerd_healthy_mesh(tmp_path: Path, linkerd_pki: tuple[CA, CA, dict[st
                       f"gateway-probe:{peer}", f"mirror:reviews-{peer}.bookinfo", "proxy-roots"):
             assert (c, check) in checks, check
     assert "2 meshed pods" in row(rows, "east", "proxy-roots")["reason"]
+    # The probe Service of the chart's controllers is probe-<link> (linkerd-multicluster
+    # templates/controller/probe-svc.yaml), not the old link chart's probe-gateway-<target>.
+    assert row(rows, "west", "gateway-probe:east")["status"] == "ok"
+    assert "linkerd-multicluster/probe-east has endpoints" in \
+        row(rows, "west", "gateway-probe:east")["reason"]
 
 
 def test_linkerd_missing_link_credentials_and_dead_probe(
@@ -351,7 +356,7 @@ def test_linkerd_missing_link_credentials_and_dead_probe(
     old, _, issuers = linkerd_pki
     api = linkerd_api(old.cert_pem, issuers)
     del api.clusters["east"][f"{MC}/secrets/cluster-credentials-west"]
-    api.clusters["west"][f"{MC}/endpoints/probe-gateway-east"]["subsets"] = []
+    api.clusters["west"][f"{MC}/endpoints/probe-east"]["subsets"] = []
     with serve(api):
         result, rows = run(stack(tmp_path, mesh.linkerd_spec(), old, api.url))
     assert result.exit_code == 1
