@@ -37,13 +37,14 @@ class KubeError(Exception):
     """A request that did not give an answer the checks can use."""
 
     def __init__(self, reason: str, fix: str = "", pending: bool = False,
-                 config: bool = False, unreachable: bool = False) -> None:
+                 config: bool = False, unreachable: bool = False, refused: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.fix = fix
         self.pending = pending          # waiting may help (retried until --wait)
         self.config = config            # the kubeconfig itself is unusable: bad input
         self.unreachable = unreachable  # no request to this API server can succeed
+        self.refused = refused          # the proxied service refused the API server's request
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ class Kube:
         message = _message(body)
         if status == 404 and "/proxy/" not in what:
             return
+        if status == 401 and "/proxy/" in what and not _is_status(body):
+            # The backend's own 401, passed through: the API server had accepted the user
+            # (it answers a rejected one with a Status) and forwards no credentials.
+            raise KubeError(f"{server}: {what}: the service refused the request "
+                            "(401 Unauthorized)", refused=True)
         if status == 401:
             raise KubeError(f"{server}: authentication failed (401 Unauthorized) for {who}",
                             "renew the credentials in the kubeconfig", unreachable=True)
@@ -195,6 +201,15 @@ class Kube:
                 raise KubeError(err.reason, f"is {service} running in {namespace}? (--wait)",
                                 pending=True) from None
             raise
+
+
+def _is_status(body: str) -> bool:
+    """Whether ``body`` is a Kubernetes ``Status`` (an answer of the API server itself)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == "Status"
 
 
 def _message(body: str) -> str:

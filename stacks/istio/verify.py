@@ -10,7 +10,12 @@ Upstream facts used here:
   with an empty secretName. ``syncStatus`` is ``synced``, ``syncing``,
   ``timeout`` or ``closed`` (``pkg/kube/multicluster/cluster.go``).
   It is served on istiod's monitoring port 15014, reached here through the
-  API server's service proxy, as ``istioctl`` reaches istiod's debug endpoints.
+  API server's service proxy. istiod answers ``/debug/*`` there only to
+  localhost or an authenticated caller (``debug.go`` ``allowAuthenticatedOrLocalhost``,
+  istio/istio#32903), and the service proxy forwards no credentials, so an istiod
+  with that check answers 401: ``istioctl remote-clusters`` port-forwards to the
+  pod instead (``pkg/kube/client.go`` ``AllDiscoveryDo``). meshboot then reports
+  the check as not made (``warn``), not the kubeconfig as rejected.
 * ``/debug/endpointShardz`` (same file, ``endpointShardz``) writes
   ``EndpointIndex.Shardz()`` (``pilot/pkg/model/endpointshards.go``):
   hostname -> namespace -> ``{"Shards": {"<provider>/<cluster>": [endpoints]}}``,
@@ -37,6 +42,16 @@ NETWORK_LABEL = "topology.istio.io/network"
 MULTICLUSTER_LABEL = "istio/multiCluster"
 CLUSTER_ANNOTATION = "networking.istio.io/cluster"
 ISTIO_ROOT_CONFIGMAP = "istio-ca-root-cert"   # istiod writes the roots proxies trust here
+
+
+def debug_refused(cluster: str, check: str, path: str, svc: str) -> Finding:
+    """istiod's 401 to a debug request through the service proxy: the check is not made."""
+    return Finding(cluster, check, "warn",
+                   f"not checked: istiod refused {path} through the API server's service proxy "
+                   "(401: istiod serves its debug endpoints only to localhost or authenticated "
+                   "callers, and the proxy forwards no credentials)",
+                   f"istioctl --context <{cluster}> remote-clusters, or kubectl -n {ISTIO_NS} "
+                   f"port-forward deploy/{svc} 15014 and GET http://localhost:15014{path}")
 
 
 class IstioVerifier(Verifier):
@@ -139,6 +154,8 @@ class IstioVerifier(Verifier):
         try:
             doc = kube.service_proxy(ISTIO_NS, svc, ISTIOD_DEBUG_PORT, "debug/clusterz")
         except KubeError as err:
+            if err.refused:
+                return [debug_refused(cluster, "clusterz", "/debug/clusterz", svc)]
             return [Finding(cluster, "clusterz", "pending" if err.pending else "fail",
                             f"istiod's /debug/clusterz: {err.reason}", err.fix)]
         entries = doc if isinstance(doc, list) else []
@@ -177,6 +194,9 @@ class IstioVerifier(Verifier):
             doc = kube.service_proxy(ISTIO_NS, self._istiod_name(), ISTIOD_DEBUG_PORT,
                                      "debug/endpointShardz")
         except KubeError as err:
+            if err.refused:
+                return [debug_refused(cluster, "endpoints", "/debug/endpointShardz",
+                                      self._istiod_name())]
             return [Finding(cluster, "endpoints", "pending" if err.pending else "fail",
                             f"istiod's /debug/endpointShardz: {err.reason}", err.fix)]
         shardz = doc if isinstance(doc, dict) else {}

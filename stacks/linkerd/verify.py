@@ -9,9 +9,14 @@ Upstream facts used here:
   inject.go``: ``sha256.Sum256([]byte(values.IdentityTrustAnchorsPEM))``;
   ``charts/partials/templates/_metadata.tpl``: ``| sha256sum``).
 * Linkerd gateway liveness: ``linkerd multicluster check`` requires the
-  ``probe-gateway-<target>`` mirror Service (labels ``mirror.linkerd.io/
-  mirrored-gateway``, ``mirror.linkerd.io/cluster-name``) to have endpoints
-  (multicluster/cmd/check.go ``checkIfGatewayMirrorsHaveEndpoints``); mirror
+  gateway's probe Service (labels ``mirror.linkerd.io/mirrored-gateway``,
+  ``mirror.linkerd.io/cluster-name``) to have endpoints (multicluster/cmd/
+  check.go ``checkIfGatewayMirrorsHaveEndpoints``). The linkerd-multicluster
+  chart's ``controllers``, which meshboot installs, name it ``probe-<link>``
+  (charts/linkerd-multicluster/templates/controller/probe-svc.yaml, the
+  controller's ``-probe-service`` in controller/deployment.yaml);
+  ``probe-gateway-<target>`` is the deprecated linkerd-multicluster-link
+  chart's name. Mirror
   services are ``<service>-<target>`` (multicluster/service-mirror/
   cluster_watcher.go).
 """
@@ -139,7 +144,7 @@ class LinkerdVerifier(Verifier):
             if "probeSpec" not in obj["spec"]:
                 continue  # gateway-less: nothing to probe
             target = obj["spec"]["targetClusterName"]
-            probe = f"probe-gateway-{target}"
+            probe = f"probe-{obj['metadata']['name']}"   # the chart's controllers[].link.ref.name
             ep = kube.endpoints(MC_NS, probe)
             if has_ready_endpoints(ep):
                 out.append(Finding(cluster, f"gateway-probe:{target}", "ok",

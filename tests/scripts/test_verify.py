@@ -144,6 +144,28 @@ def test_cluster_timeout_in_clusterz_is_not_retried(tmp_path: Path,
     assert api.requested("east", "proxy/debug/clusterz") == 1   # --wait 10m did not wait
 
 
+def test_istiod_refusing_debug_through_the_service_proxy_is_not_a_bad_kubeconfig(
+        tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
+    # istiod serves /debug/* only to localhost or authenticated callers (istio/istio
+    # pilot/pkg/xds/debug.go allowAuthenticatedOrLocalhost) and the API server's service
+    # proxy forwards no credentials: istiod's bare 401 passes through the proxy.
+    api = istio_api(istio_pki)
+    api.clusters["east"][PROXY + "clusterz"] = Reply(401, "")
+    api.clusters["east"][PROXY + "endpointShardz"] = Reply(401, "")
+    with serve(api):
+        result, rows = run(stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url),
+                           "--wait", "10m")
+    assert result.exit_code == 0, [r for r in rows if r["status"] != "ok"]
+    assert not [r for r in rows if r["check"] == "api-server"]
+    for check in ("clusterz", "endpoints"):
+        r = row(rows, "east", check)
+        assert r["status"] == "warn" and "not checked" in r["reason"], r
+        assert r["attempts"] == 1   # not retried: waiting does not help
+    assert "remote-clusters" in row(rows, "east", "clusterz")["fix"]
+    assert row(rows, "east", "proxy-roots")["status"] == "ok"   # the cluster's other checks ran
+    assert row(rows, "west", "clusterz:east")["status"] == "ok"
+
+
 def test_gateway_without_address(tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
     api = istio_api(istio_pki)
     api.clusters["west"][f"{NS}/services/istio-eastwestgateway"] = mesh.lb_service(
@@ -344,6 +366,11 @@ def test_linkerd_healthy_mesh(tmp_path: Path, linkerd_pki: tuple[CA, CA, dict[st
                       f"gateway-probe:{peer}", f"mirror:reviews-{peer}.bookinfo", "proxy-roots"):
             assert (c, check) in checks, check
     assert "2 meshed pods" in row(rows, "east", "proxy-roots")["reason"]
+    # The probe Service of the chart's controllers is probe-<link> (linkerd-multicluster
+    # templates/controller/probe-svc.yaml), not the old link chart's probe-gateway-<target>.
+    assert row(rows, "west", "gateway-probe:east")["status"] == "ok"
+    assert "linkerd-multicluster/probe-east has endpoints" in \
+        row(rows, "west", "gateway-probe:east")["reason"]
 
 
 def test_linkerd_missing_link_credentials_and_dead_probe(
@@ -351,7 +378,7 @@ def test_linkerd_missing_link_credentials_and_dead_probe(
     old, _, issuers = linkerd_pki
     api = linkerd_api(old.cert_pem, issuers)
     del api.clusters["east"][f"{MC}/secrets/cluster-credentials-west"]
-    api.clusters["west"][f"{MC}/endpoints/probe-gateway-east"]["subsets"] = []
+    api.clusters["west"][f"{MC}/endpoints/probe-east"]["subsets"] = []
     with serve(api):
         result, rows = run(stack(tmp_path, mesh.linkerd_spec(), old, api.url))
     assert result.exit_code == 1

@@ -166,8 +166,10 @@ def linkerd_cluster(cluster: str, anchors_pem: str, issuer: CA) -> dict[str, Any
             type_="mirror.linkerd.io/remote-kubeconfig"),
         f"{mc}/services/linkerd-gateway": lb_service("linkerd-gateway", "linkerd-multicluster",
                                                      ADDRESS[cluster]),
-        f"{mc}/endpoints/probe-gateway-{peer}": {
-            "kind": "Endpoints", "apiVersion": "v1", "metadata": meta(f"probe-gateway-{peer}",
+        # The linkerd-multicluster chart's controllers name the probe Service probe-<link>
+        # (templates/controller/probe-svc.yaml, edge-26.8.3).
+        f"{mc}/endpoints/probe-{peer}": {
+            "kind": "Endpoints", "apiVersion": "v1", "metadata": meta(f"probe-{peer}",
                                                                       "linkerd-multicluster"),
             "subsets": [{"addresses": [{"ip": "10.96.4.12"}],
                          "ports": [{"name": "mc-probe", "port": 4191}]}]},
