@@ -281,9 +281,16 @@ def _render(loaded: LoadedSpec, plan: Any, out: Path, secrets_out: Path | None,
         click.echo(f"root CA REPLACED (--new-root): the previous render used {', '.join(sorted(previous))}")
     click.echo(f"PKI store: {pki_dir} ({'encrypted keys' if _passphrase() else 'keys unencrypted'})")
     if mesh_pki.reissued:
-        fresh = source != "store" and set(mesh_pki.reissued) == set(loaded.spec.cluster_names)
-        why = (" (new PKI store on this machine; the root is unchanged)"
-               if fresh and source == "imported" else "")
+        reasons = {mesh_pki.reasons.get(c, "") for c in mesh_pki.reissued}
+        fresh = (source == "imported" and reasons == {"no intermediate yet"}
+                 and set(mesh_pki.reissued) == set(loaded.spec.cluster_names))
+        if fresh:
+            why = " (new PKI store on this machine; the root is unchanged)"
+        elif len(reasons) == 1 and "" not in reasons:
+            why = f" ({reasons.pop()})"
+        else:
+            why = "".join(f"\n  {c}: {mesh_pki.reasons[c]}" for c in mesh_pki.reissued
+                          if mesh_pki.reasons.get(c))
         click.echo(f"issued intermediate CAs for: {', '.join(mesh_pki.reissued)}{why}")
 
 
