@@ -206,7 +206,7 @@ def flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     env.render()
     snapshot("east-signs")
     env.rotate("--advance")          # west follows: sign-with-new everywhere
-    env.render()
+    seen["render_sign_with_new"] = env.render()
     snapshot("sign-with-new")
     seen["drop_refused"] = env.rotate("--advance", code=2)
     seen["status_wait"] = env.rotate("--status")
@@ -222,6 +222,14 @@ def flow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     snapshot("done")
     seen["render_again"] = env.render()
     return seen
+
+
+def test_render_says_why_intermediates_were_reissued(flow: dict[str, Any]) -> None:
+    """Re-issued under the new root: the summary names the root change, not a new store."""
+    line = next(x for x in flow["render_sign_with_new"].splitlines()
+                if x.startswith("issued intermediate CAs for:"))
+    assert "new PKI store" not in line
+    assert "root_fingerprint" in line and flow["new"] in line, line
 
 
 def test_start_writes_the_new_root_as_a_secure_value(flow: dict[str, Any]) -> None:
