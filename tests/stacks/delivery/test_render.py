@@ -273,3 +273,11 @@ def test_kiali_starts_after_the_remote_cluster_secrets_it_mounts() -> None:
             assert names.index("kiali-remote-secrets") < names.index("kiali")
             assert "kiali-remote-secrets" in kiali.after
             assert "kiali" not in cp.step("kiali-remote-secrets").after
+    # pulumi up: each primary's Kiali after every other cluster's token (no cycle).
+    from stacks.pulumi_program import _schedule
+
+    order = _schedule(plan)
+    for cluster in ("east", "west"):
+        for other in CLUSTERS:
+            if other != cluster:
+                assert order.index((other, "kiali-token")) < order.index((cluster, "kiali"))
