@@ -281,3 +281,22 @@ def test_kiali_starts_after_the_remote_cluster_secrets_it_mounts() -> None:
         for other in CLUSTERS:
             if other != cluster:
                 assert order.index((other, "kiali-token")) < order.index((cluster, "kiali"))
+
+
+def test_flagger_route_timeouts_need_gateway_api_crds_that_keep_them() -> None:
+    """Flagger's Gateway API router writes Canary ``service.timeout`` into HTTPRoute
+    ``rules[].timeouts`` (fluxcd/flagger v1.44.0 pkg/router/gateway_api.go
+    makeHTTPRouteTimeouts); standard-channel CRDs older than v1.2.0 prune it, as for
+    meshboot's own routes."""
+    from clusters.errors import SpecError
+
+    spec = delivery_spec("linkerd")   # ratings (timeout 3s) is released by Flagger in west
+    west = spec["clusters"][1]
+    assert west["name"] == "west"
+    west.update({"gatewayApiCrds": "present", "gatewayApiVersion": "v1.1.1"})
+    with pytest.raises(SpecError) as err:
+        plan_of(spec)
+    [problem] = [p for p in err.value.problems if p.path == "meshboot:clusters[1].gatewayApiVersion"]
+    assert "timeouts" in problem.message
+    west["gatewayApiVersion"] = "v1.2.0"
+    assert plan_of(spec).cluster("west").step("delivery")
