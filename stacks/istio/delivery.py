@@ -27,6 +27,7 @@ from stacks.observability.kiali import (
     KIALI_SA,
     kiali_remote_secret,
     kiali_remote_values,
+    kiali_service_account,
     kiali_token_secret_name,
     kiali_values,
 )
@@ -83,17 +84,22 @@ def add_kiali_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec) -> None:
     assert spec.observability is not None
     k = spec.observability.kiali
     values = kiali_remote_values() if c.is_remote else kiali_values(k.prometheus, k.auth_strategy)
-    cp.add(Step("kiali", after=("istiod",), release=HelmRelease(
-        release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
-        repo_url=k.chart_repository, version=k.chart_version, values=values)))
+    # Account, token and remote-cluster Secrets before the release that mounts the
+    # Secrets (see stacks.observability.kiali.SKIP_ACCOUNT).
+    cp.add(Step("kiali-account", after=("istiod",), objects=(kiali_service_account(),)))
+    kiali_after = "kiali-account"
     if any(not o.is_remote and o.name != c.name for o in spec.clusters):
-        cp.add(Step("kiali-token", after=("kiali",), objects=(service_account_token_secret(
+        cp.add(Step("kiali-token", after=("kiali-account",), objects=(service_account_token_secret(
             kiali_token_secret_name(spec), ISTIO_NS, KIALI_SA),)))
     if not c.is_remote:
         others = [o for o in spec.clusters if o.name != c.name]
         if others:
-            cp.add(Step("kiali-remote-secrets", after=("kiali",), objects=tuple(
+            cp.add(Step("kiali-remote-secrets", after=("kiali-account",), objects=tuple(
                 kiali_remote_secret(spec, o.name, o.api_server) for o in others)))
+            kiali_after = "kiali-remote-secrets"
+    cp.add(Step("kiali", after=("istiod", kiali_after), release=HelmRelease(
+        release_name="kiali", namespace=ISTIO_NS, chart="kiali-server", repo_name="kiali",
+        repo_url=k.chart_repository, version=k.chart_version, values=values)))
 
 
 def add_steps(spec: Spec, cp: ClusterPlan, c: ClusterSpec, cr_after: str) -> None:

@@ -41,6 +41,7 @@ from stacks.common import (
     service_account_token_secret,
     service_ports,
 )
+from stacks.delivery.flagger import flagger_services
 from stacks.labels import MANAGED
 from stacks.linkerd import delivery
 from stacks.linkerd.policy import linkerd_policy_objects, namespace_annotations, service_annotations
@@ -251,7 +252,10 @@ def gateway_api_problems(spec: Spec, policy_objects: dict[str, list[dict[str, An
                 out.append(Problem(key, "only with gatewayApiCrds: present (meshboot installs "
                                         f"{' '.join(BUNDLED_GATEWAY_API)} otherwise)"))
             continue
-        timeouts = _sets_route_timeouts(policy_objects.get(c.name, []))
+        # Flagger's HTTPRoute carries the Canary's service.timeout as rules[].timeouts
+        # (fluxcd/flagger v1.44.0 pkg/router/gateway_api.go makeHTTPRouteTimeouts).
+        timeouts = _sets_route_timeouts(policy_objects.get(c.name, [])) or any(
+            s.timeout is not None for s in flagger_services(spec, c.name))
         if c.gateway_api_version is None:
             if timeouts:
                 out.append(Problem(key, "required with gatewayApiCrds: present, since meshboot "

@@ -23,6 +23,7 @@ def kiali_values(prometheus_url: str | None, auth_strategy: str | None = None) -
     Kiali's config), else the cluster's own.
     """
     values: dict[str, Any] = {
+        **SKIP_ACCOUNT,
         "clustering": {"autodetect_secrets": {"enabled": True,
                                               "label": "kiali.io/multiCluster=true"}}}
     if auth_strategy is not None:
@@ -33,13 +34,25 @@ def kiali_values(prometheus_url: str | None, auth_strategy: str | None = None) -
 
 
 KIALI_SA = "kiali"   # kiali-server's ServiceAccount (fullname: deployment.instance_name "kiali")
+# The chart finds the remote-cluster Secrets with Helm's `lookup` when it is installed
+# (kiali/helm-charts kiali-server/templates/_helpers.tpl "kiali-server.remote-cluster-
+# secrets" -> deployment.yaml volumes) and Kiali reads them once at start (kiali/kiali
+# kubernetes/client_factory.go GetRemoteClusterInfos): they must exist before the
+# release. They need the other clusters' tokens of this account, so meshboot creates
+# the account ahead of the release (:func:`kiali_service_account`) and the chart skips it.
+SKIP_ACCOUNT: dict[str, Any] = {"skipResources": ["sa"]}
+
+
+def kiali_service_account() -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": KIALI_SA, "namespace": ISTIO_NS}}
 
 
 def kiali_remote_values() -> dict[str, Any]:
     """kiali-server in a cluster without its own Kiali (an Istio remote): only the
     ServiceAccount and roles other clusters' Kialis use (``deployment.
     remote_cluster_resources_only``, which skips the Deployment, Service, ...)."""
-    return {"deployment": {"remote_cluster_resources_only": True}}
+    return {**SKIP_ACCOUNT, "deployment": {"remote_cluster_resources_only": True}}
 
 
 def kiali_token_secret_name(spec: Spec) -> str:

@@ -229,7 +229,7 @@ def test_kiali_on_primaries_reads_every_other_cluster() -> None:
         secrets = {s["metadata"]["name"]: s for s in find(objs, "Secret")
                    if s["metadata"]["name"].startswith("kiali-remote-cluster-secret-")}
         if cluster == "central":    # an Istio remote: no Kiali of its own
-            assert values == {"deployment": {"remote_cluster_resources_only": True}}
+            assert values == {"skipResources": ["sa"], "deployment": {"remote_cluster_resources_only": True}}
             assert secrets == {}
             continue
         assert values["auth"] == {"strategy": "anonymous"}
@@ -245,3 +245,58 @@ def test_kiali_on_primaries_reads_every_other_cluster() -> None:
             assert isinstance(ref, KubeconfigRef)
             assert (ref.target, ref.token_secret, ref.user) == \
                 (other, ("istio-system", "kiali-token-1"), "kiali")
+
+
+def test_kiali_starts_after_the_remote_cluster_secrets_it_mounts() -> None:
+    """kiali-server mounts the remote-cluster Secrets it finds with Helm's `lookup` when
+    the release is installed (kiali/helm-charts kiali-server/templates/_helpers.tpl
+    "kiali-server.remote-cluster-secrets", deployment.yaml volumes), and Kiali reads
+    them once at start (kiali/kiali kubernetes/client_factory.go GetRemoteClusterInfos).
+    So the Secrets must exist before the release: the `kiali` account and its token
+    come first (meshboot's, the chart told to skip it), the Kiali release last."""
+    from tests.stacks.istio.helpers import CLUSTERS, service, three_cluster_spec
+
+    spec = three_cluster_spec([service("reviews", ["east", "west"])], observability={"kiali": {}})
+    plan = plan_of(spec)
+    for cluster in CLUSTERS:
+        cp = plan.cluster(cluster)
+        names = [s.name for s in cp.steps]
+        kiali = cp.step("kiali")
+        assert kiali.release is not None
+        assert kiali.release.values["skipResources"] == ["sa"]
+        [account] = [o for o in cp.step("kiali-account").objects if o["kind"] == "ServiceAccount"]
+        assert (account["metadata"]["name"], account["metadata"]["namespace"]) == ("kiali", "istio-system")
+        assert names.index("kiali-account") < names.index("kiali")
+        if "kiali-token" in names:
+            assert "kiali-account" in cp.step("kiali-token").after
+        if "kiali-remote-secrets" in names:
+            assert names.index("kiali-remote-secrets") < names.index("kiali")
+            assert "kiali-remote-secrets" in kiali.after
+            assert "kiali" not in cp.step("kiali-remote-secrets").after
+    # pulumi up: each primary's Kiali after every other cluster's token (no cycle).
+    from stacks.pulumi_program import _schedule
+
+    order = _schedule(plan)
+    for cluster in ("east", "west"):
+        for other in CLUSTERS:
+            if other != cluster:
+                assert order.index((other, "kiali-token")) < order.index((cluster, "kiali"))
+
+
+def test_flagger_route_timeouts_need_gateway_api_crds_that_keep_them() -> None:
+    """Flagger's Gateway API router writes Canary ``service.timeout`` into HTTPRoute
+    ``rules[].timeouts`` (fluxcd/flagger v1.44.0 pkg/router/gateway_api.go
+    makeHTTPRouteTimeouts); standard-channel CRDs older than v1.2.0 prune it, as for
+    meshboot's own routes."""
+    from clusters.errors import SpecError
+
+    spec = delivery_spec("linkerd")   # ratings (timeout 3s) is released by Flagger in west
+    west = spec["clusters"][1]
+    assert west["name"] == "west"
+    west.update({"gatewayApiCrds": "present", "gatewayApiVersion": "v1.1.1"})
+    with pytest.raises(SpecError) as err:
+        plan_of(spec)
+    [problem] = [p for p in err.value.problems if p.path == "meshboot:clusters[1].gatewayApiVersion"]
+    assert "timeouts" in problem.message
+    west["gatewayApiVersion"] = "v1.2.0"
+    assert plan_of(spec).cluster("west").step("delivery")
