@@ -2,8 +2,8 @@
 
 ``meshboot preflight --live`` has its own small HTTPS client (``clusters.live``);
 ``verify`` reads many kinds of objects, custom resources and istiod's debug
-endpoints through the API server's service proxy, so it uses the official
-client, configured from the same kubeconfig ``pulumi up`` uses for the
+endpoints (through a port-forward to the istiod pod, as ``istioctl`` does),
+so it uses the official client, configured from the same kubeconfig ``pulumi up`` uses for the
 cluster (``stacks.plan.ClusterConnection``: the spec's file or inline
 kubeconfig, else ``$KUBECONFIG`` / ``~/.kube/config``; the spec's context).
 Unlike the preflight client it runs ``exec`` credential plugins, as
@@ -37,7 +37,8 @@ class KubeError(Exception):
     """A request that did not give an answer the checks can use."""
 
     def __init__(self, reason: str, fix: str = "", pending: bool = False,
-                 config: bool = False, unreachable: bool = False, refused: bool = False) -> None:
+                 config: bool = False, unreachable: bool = False, refused: bool = False,
+                 no_forward: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.fix = fix
@@ -45,6 +46,7 @@ class KubeError(Exception):
         self.config = config            # the kubeconfig itself is unusable: bad input
         self.unreachable = unreachable  # no request to this API server can succeed
         self.refused = refused          # the proxied service refused the API server's request
+        self.no_forward = no_forward    # the API server would not open a port-forward (403, ...)
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,13 @@ class Kube:
         return self._list(f"LIST pods -l {label_selector}",
                           self.core.list_pod_for_all_namespaces, label_selector=label_selector)
 
+    def namespaced_pods(self, namespace: str, label_selector: str,
+                        field_selector: str = "") -> list[dict[str, Any]]:
+        what = f"LIST pods -n {namespace} -l {label_selector}"
+        extra = {"field_selector": field_selector} if field_selector else {}
+        return self._list(what, self.core.list_namespaced_pod, namespace=namespace,
+                          label_selector=label_selector, **extra)
+
     def nodes(self) -> list[dict[str, Any]]:
         return self._list("LIST nodes", self.core.list_node)
 
@@ -201,6 +210,125 @@ class Kube:
                 raise KubeError(err.reason, f"is {service} running in {namespace}? (--wait)",
                                 pending=True) from None
             raise
+
+
+    def pod_get(self, namespace: str, pod: str, port: int, path: str) -> Any:
+        """GET ``/path`` of ``pod:port`` through a port-forward; the answer's JSON.
+
+        This is how ``istioctl`` reads istiod's debug endpoints (istio/istio
+        ``pkg/kube/client.go`` ``portForwardRequest``): the kubelet connects to the
+        port inside the pod's network namespace, so istiod sees a localhost caller
+        and serves ``/debug/*`` (``pilot/pkg/xds/debug.go``
+        ``allowAuthenticatedOrLocalhost``), which it refuses through the service
+        proxy. The official client speaks the ``v4.channel.k8s.io`` websocket
+        protocol (kubernetes ``pkg/kubelet/cri/streaming/portforward/websocket.go``:
+        per port a data and an error channel, each opened by a frame holding the
+        port). Raises KubeError: ``no_forward`` when the API server will not open
+        the port-forward (the caller may use the service proxy), ``pending`` when
+        the pod's port did not answer (istiod starting).
+        """
+        import http.client
+
+        import websocket
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream import portforward
+
+        _quiet_forward_threads()
+        what = f"port-forward {namespace}/{pod}:{port}, GET /{path}"
+        previous = websocket.getdefaulttimeout()
+        websocket.setdefaulttimeout(self.timeout)  # the client passes no timeout to connect
+        try:
+            forward = portforward(self.core.connect_get_namespaced_pod_portforward, pod,
+                                  namespace, ports=str(port), _request_timeout=self.timeout)
+        except ApiException as err:
+            raise self._forward_error(what, err) from None
+        finally:
+            websocket.setdefaulttimeout(previous)
+        try:
+            sock = forward.socket(port)
+            sock.settimeout(self.timeout)
+            conn = http.client.HTTPConnection("localhost", port, timeout=self.timeout)
+            conn.sock = sock
+            conn.request("GET", "/" + path, headers={"Connection": "close"})
+            resp = conn.getresponse()
+            status, body = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as err:
+            error = forward.error(port)
+            reason = error.strip() if error else f"no HTTP answer ({_cause(err) or 'closed'})"
+            raise KubeError(f"{self.target.server}: {what}: {reason}",
+                            f"is {pod} serving port {port}? (--wait)", pending=True) from None
+        finally:
+            forward.close()
+        if status != 200:
+            raise KubeError(f"{self.target.server}: {what}: the pod answered {status}",
+                            f"kubectl -n {namespace} logs {pod}", pending=status >= 500)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise KubeError(f"{self.target.server}: {what}: the answer is not JSON",
+                            f"is port {port} of {pod} istiod's monitoring port?") from None
+
+    def _forward_error(self, what: str, err: Any) -> KubeError:
+        """The KubeError for a port-forward the API server did not open.
+
+        The client wraps every failure in ``ApiException(status=0)``; the websocket
+        library's own exception (its ``__context__``) says what happened.
+        """
+        import ssl
+
+        import websocket
+
+        cause = err.__context__
+        server = self.target.server
+        if isinstance(cause, websocket.WebSocketBadStatusException):
+            status = int(cause.status_code)
+            body = (cause.resp_body or b"").decode("utf-8", "replace")
+            if status == 401:
+                try:
+                    self._status(what, 401, body)
+                except KubeError as failed:
+                    return failed
+            if status == 404:
+                return KubeError(f"{server}: {what}: the pod is gone ({_message(body)})",
+                                 "wait for the new pod (--wait)", pending=True)
+            if status in (429, 500, 502, 503, 504):
+                return KubeError(f"{server}: {what}: {status} ({_message(body)})",
+                                 "wait for it to come up (--wait)", pending=True)
+            return KubeError(f"{server}: {what}: {status} ({_message(body)})",
+                             f"grant the user of context {self.target.context!r} `create` on "
+                             "pods/portforward in the namespace", no_forward=True)
+        if isinstance(cause, ssl.SSLError):
+            return KubeError(f"{server}: {what}: TLS handshake failed ({_cause(cause)})",
+                             "check certificate-authority[-data] of the kubeconfig context "
+                             f"{self.target.context!r} ({self.target.source})", unreachable=True)
+        if isinstance(cause, OSError | websocket.WebSocketTimeoutException
+                      | websocket.WebSocketConnectionClosedException):
+            return KubeError(f"{server}: {what}: {_cause(cause) or type(cause).__name__}",
+                             "check the API server is reachable", unreachable=True)
+        return KubeError(f"{server}: {what}: {str(err.reason or err)[:200]}",
+                         "check the API server supports websocket port-forward", no_forward=True)
+
+
+_FORWARD_THREAD = "Kubernetes port forward proxy"
+
+
+def _quiet_forward_threads() -> None:
+    """The client's port-forward relay thread raises on a malformed stream; its
+    traceback would reach the user's terminal. The request that used it fails with
+    a sentence instead, so such a thread ends quietly; other threads are untouched."""
+    import threading
+
+    hook = threading.excepthook
+    if getattr(hook, "meshboot", False):
+        return
+
+    def quiet(args: Any) -> None:
+        if args.thread is not None and args.thread.name.startswith(_FORWARD_THREAD):
+            return
+        hook(args)
+
+    quiet.meshboot = True  # type: ignore[attr-defined]
+    threading.excepthook = quiet
 
 
 def _is_status(body: str) -> bool:

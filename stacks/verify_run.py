@@ -2,8 +2,8 @@
 
 Only "not ready yet" is retried: a check whose rows include ``pending`` (a
 Deployment rolling out, a gateway without an address, istiod ``syncing``) or
-a request the API server could not serve yet (5xx through the service
-proxy). Configuration errors (a missing Secret, a wrong root or address,
+a request that could not be served yet (a 429/5xx, istiod's port not
+answering through the port-forward). Configuration errors (a missing Secret, a wrong root or address,
 401/403, an unknown context) are ``fail`` at the first attempt. All checks
 share one deadline, ``--wait`` after the start; a check still pending then
 becomes ``fail``, its reason saying it did not become ready.

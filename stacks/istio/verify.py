@@ -9,13 +9,15 @@ Upstream facts used here:
   debug.go``: ``id``, ``secretName``, ``syncStatus``), the config cluster first
   with an empty secretName. ``syncStatus`` is ``synced``, ``syncing``,
   ``timeout`` or ``closed`` (``pkg/kube/multicluster/cluster.go``).
-  It is served on istiod's monitoring port 15014, reached here through the
-  API server's service proxy. istiod answers ``/debug/*`` there only to
-  localhost or an authenticated caller (``debug.go`` ``allowAuthenticatedOrLocalhost``,
-  istio/istio#32903), and the service proxy forwards no credentials, so an istiod
-  with that check answers 401: ``istioctl remote-clusters`` port-forwards to the
-  pod instead (``pkg/kube/client.go`` ``AllDiscoveryDo``). meshboot then reports
-  the check as not made (``warn``), not the kubeconfig as rejected.
+  It is served on istiod's monitoring port 15014, only to localhost or an
+  authenticated caller (``debug.go`` ``allowAuthenticatedOrLocalhost``,
+  istio/istio#32903). meshboot reads it as ``istioctl remote-clusters`` does
+  (``pkg/kube/client.go`` ``AllDiscoveryDo``): a running ``app=istiod`` pod
+  (``istio.io/rev=<revision>`` with a revision) in istio-system, port-forwarded,
+  so istiod sees a localhost caller. If the user may not port-forward (403 on
+  ``pods/portforward``), it tries the API server's service proxy; the proxy
+  forwards no credentials, so an istiod enforcing the check answers 401 there,
+  and the check is reported as not made (``warn``), not the kubeconfig as rejected.
 * ``/debug/endpointShardz`` (same file, ``endpointShardz``) writes
   ``EndpointIndex.Shardz()`` (``pilot/pkg/model/endpointshards.go``):
   hostname -> namespace -> ``{"Shards": {"<provider>/<cluster>": [endpoints]}}``,
@@ -44,12 +46,14 @@ CLUSTER_ANNOTATION = "networking.istio.io/cluster"
 ISTIO_ROOT_CONFIGMAP = "istio-ca-root-cert"   # istiod writes the roots proxies trust here
 
 
-def debug_refused(cluster: str, check: str, path: str, svc: str) -> Finding:
-    """istiod's 401 to a debug request through the service proxy: the check is not made."""
+def debug_refused(cluster: str, check: str, path: str, svc: str, no_forward: str) -> Finding:
+    """No port-forward, and istiod's 401 through the service proxy: the check is not made."""
     return Finding(cluster, check, "warn",
-                   f"not checked: istiod refused {path} through the API server's service proxy "
-                   "(401: istiod serves its debug endpoints only to localhost or authenticated "
-                   "callers, and the proxy forwards no credentials)",
+                   f"not checked: the API server would not port-forward to istiod ({no_forward}), "
+                   f"and istiod refused {path} through the service proxy (401: it serves its "
+                   "debug endpoints only to localhost or authenticated callers, and the proxy "
+                   "forwards no credentials)",
+                   f"grant verify's user `create` on pods/portforward in {ISTIO_NS}; or run "
                    f"istioctl --context <{cluster}> remote-clusters, or kubectl -n {ISTIO_NS} "
                    f"port-forward deploy/{svc} 15014 and GET http://localhost:15014{path}")
 
@@ -78,6 +82,41 @@ class IstioVerifier(Verifier):
     def _istiod_name(self) -> str:
         rev = self.spec.mesh.revision
         return f"istiod-{rev}" if rev else "istiod"
+
+    def _istiod_pod(self, kube: Kube) -> str:
+        """A running, ready istiod pod of the spec's revision (istioctl's selector)."""
+        rev = self.spec.mesh.revision
+        selector = f"app=istiod,istio.io/rev={rev}" if rev else "app=istiod"
+        pods = kube.namespaced_pods(ISTIO_NS, selector, "status.phase=Running")
+        ready = sorted(str((p.get("metadata") or {}).get("name")) for p in pods if _ready(p))
+        if not ready:
+            raise KubeError(f"no running, ready istiod pod ({selector}) in {ISTIO_NS}"
+                            + (f" ({len(pods)} not ready)" if pods else ""),
+                            f"kubectl -n {ISTIO_NS} get pods -l {selector}", pending=True)
+        return ready[0]
+
+    def debug(self, kube: Kube, cluster: str, check: str, path: str) -> Any:
+        """istiod's ``/debug/<path>`` as JSON; a Finding list when it cannot be read."""
+        svc = self._istiod_name()
+        try:
+            try:
+                return kube.pod_get(ISTIO_NS, self._istiod_pod(kube), ISTIOD_DEBUG_PORT,
+                                    f"debug/{path}")
+            except KubeError as err:
+                if not err.no_forward:
+                    raise
+                no_forward = err.reason
+            try:
+                return kube.service_proxy(ISTIO_NS, svc, ISTIOD_DEBUG_PORT, f"debug/{path}")
+            except KubeError as err:
+                if err.refused:
+                    return [debug_refused(cluster, check, f"/debug/{path}", svc, no_forward)]
+                raise
+        except KubeError as err:
+            if err.unreachable:
+                raise
+            return [Finding(cluster, check, "pending" if err.pending else "fail",
+                            f"istiod's /debug/{path}: {err.reason}", err.fix)]
 
     def istiod(self, kube: Kube, cluster: str) -> list[Finding]:
         name = self._istiod_name()
@@ -151,13 +190,9 @@ class IstioVerifier(Verifier):
 
     def clusterz(self, kube: Kube, cluster: str) -> list[Finding]:
         svc = self._istiod_name()
-        try:
-            doc = kube.service_proxy(ISTIO_NS, svc, ISTIOD_DEBUG_PORT, "debug/clusterz")
-        except KubeError as err:
-            if err.refused:
-                return [debug_refused(cluster, "clusterz", "/debug/clusterz", svc)]
-            return [Finding(cluster, "clusterz", "pending" if err.pending else "fail",
-                            f"istiod's /debug/clusterz: {err.reason}", err.fix)]
+        doc = self.debug(kube, cluster, "clusterz", "clusterz")
+        if _findings(doc):
+            return list(doc)
         entries = doc if isinstance(doc, list) else []
         status = {str(e.get("id")): str(e.get("syncStatus")) for e in entries if isinstance(e, dict)}
         out = []
@@ -190,15 +225,9 @@ class IstioVerifier(Verifier):
         return sources
 
     def endpoints(self, kube: Kube, cluster: str) -> list[Finding]:
-        try:
-            doc = kube.service_proxy(ISTIO_NS, self._istiod_name(), ISTIOD_DEBUG_PORT,
-                                     "debug/endpointShardz")
-        except KubeError as err:
-            if err.refused:
-                return [debug_refused(cluster, "endpoints", "/debug/endpointShardz",
-                                      self._istiod_name())]
-            return [Finding(cluster, "endpoints", "pending" if err.pending else "fail",
-                            f"istiod's /debug/endpointShardz: {err.reason}", err.fix)]
+        doc = self.debug(kube, cluster, "endpoints", "endpointShardz")
+        if _findings(doc):
+            return list(doc)
         shardz = doc if isinstance(doc, dict) else {}
         sources = self._discovered(cluster)
         out = []
@@ -233,3 +262,14 @@ class IstioVerifier(Verifier):
             return [Finding(cluster, row.check, row.status, row.reason,
                             "istiod rewrites it from cacerts; if it stays, restart istiod")]
         return [row]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+               for c in conditions)
+
+
+def _findings(doc: Any) -> bool:
+    """Whether :meth:`IstioVerifier.debug` returned rows (the endpoint was not read)."""
+    return isinstance(doc, list) and bool(doc) and all(isinstance(f, Finding) for f in doc)

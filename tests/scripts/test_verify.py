@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,10 @@ from stacks.verify import Verifier, verifier
 from stacks.verify_run import Runner, parse_duration
 from tests.conftest import write_stack
 from tests.support import live_mesh as mesh
-from tests.support.kube_api import KubeApi, Reply, Seq, serve, server_cert, write_kubeconfig
+from tests.support.kube_api import Hang, KubeApi, PortError, Reply, Seq, serve, server_cert, write_kubeconfig
 
 PROXY = mesh.PROXY
+FORWARD = mesh.FORWARD
 NS = "/api/v1/namespaces/istio-system"
 MC = "/api/v1/namespaces/linkerd-multicluster"
 
@@ -107,8 +109,11 @@ def test_istio_healthy_mesh_passes_every_check(tmp_path: Path,
                       "endpoints:reviews.bookinfo", "proxy-roots"):
             assert (c, check) in checks
     assert ("(mesh)", "trust-roots-identical") in checks
-    # Through the real client: istiod reached via the API server's service proxy.
-    assert api.requested("east", "/services/istiod:15014/proxy/debug/clusterz") == 2  # 2 runs
+    # Through the real client: istiod's pod port-forwarded (websocket), as istioctl does;
+    # the service proxy, where istiod refuses /debug/*, is not used.
+    assert api.requested("east", f"/pods/{mesh.ISTIOD_POD}/portforward:15014/debug/clusterz") == 2
+    assert api.requested("west", "portforward:15014/debug/endpointShardz") == 2
+    assert api.requested("east", "/proxy/") == 0
     assert "endpoints in east, west" in row(rows, "west", "endpoints:reviews.bookinfo")["reason"]
     assert text.exit_code == 0
     assert text.output.splitlines()[0].split() == ["CLUSTER", "CHECK", "STATUS", "REASON", "FIX"]
@@ -119,7 +124,7 @@ def test_missing_remote_secret_fails_at_once(tmp_path: Path,
     api = istio_api(istio_pki)
     del api.clusters["east"][f"{NS}/secrets/istio-remote-secret-west"]
     # Without the secret istiod does not list west at all.
-    api.clusters["east"][PROXY + "clusterz"] = mesh.data("istio-clusterz-east.json")[:1]
+    api.clusters["east"][FORWARD + "clusterz"] = mesh.data("istio-clusterz-east.json")[:1]
     with serve(api):
         result, rows = run(stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url))
     assert result.exit_code == 1
@@ -133,7 +138,7 @@ def test_missing_remote_secret_fails_at_once(tmp_path: Path,
 def test_cluster_timeout_in_clusterz_is_not_retried(tmp_path: Path,
                                                     istio_pki: tuple[CA, dict[str, CA]]) -> None:
     api = istio_api(istio_pki)
-    api.clusters["east"][PROXY + "clusterz"] = mesh.data("istio-clusterz-east-timeout.json")
+    api.clusters["east"][FORWARD + "clusterz"] = mesh.data("istio-clusterz-east-timeout.json")
     with serve(api):
         result, rows = run(stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url),
                            "--wait", "10m")
@@ -141,15 +146,40 @@ def test_cluster_timeout_in_clusterz_is_not_retried(tmp_path: Path,
     r = row(rows, "east", "clusterz:west")
     assert r["status"] == "fail" and "'timeout'" in r["reason"] and r["attempts"] == 1
     assert "tokenGeneration" in r["fix"]
-    assert api.requested("east", "proxy/debug/clusterz") == 1   # --wait 10m did not wait
+    assert api.requested("east", "portforward:15014/debug/clusterz") == 1  # --wait 10m: no wait
+
+
+def forbid_port_forward(table: dict[str, Any]) -> None:
+    """RBAC without `create` on pods/portforward: the API server refuses the upgrade."""
+    table[f"{NS}/pods/{mesh.ISTIOD_POD}/portforward"] = Reply(403, {
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+        "code": 403, "message": f'pods "{mesh.ISTIOD_POD}" is forbidden: User "verify" cannot '
+                                'create resource "pods/portforward" in API group "" in the '
+                                'namespace "istio-system"'})
+
+
+def test_without_port_forward_istiod_is_read_through_the_service_proxy(
+        tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
+    api = istio_api(istio_pki)
+    east = api.clusters["east"]
+    forbid_port_forward(east)
+    east[PROXY + "clusterz"] = east.pop(FORWARD + "clusterz")   # an istiod without the check
+    east[PROXY + "endpointShardz"] = east.pop(FORWARD + "endpointShardz")
+    with serve(api):
+        result, rows = run(stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url))
+    assert result.exit_code == 0, [r for r in rows if r["status"] != "ok"]
+    assert row(rows, "east", "clusterz:west")["status"] == "ok"
+    assert api.requested("east", "proxy/debug/clusterz") == 1
+    assert api.requested("west", "/proxy/") == 0
 
 
 def test_istiod_refusing_debug_through_the_service_proxy_is_not_a_bad_kubeconfig(
         tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
-    # istiod serves /debug/* only to localhost or authenticated callers (istio/istio
-    # pilot/pkg/xds/debug.go allowAuthenticatedOrLocalhost) and the API server's service
-    # proxy forwards no credentials: istiod's bare 401 passes through the proxy.
+    # No port-forward allowed, and istiod serves /debug/* only to localhost or authenticated
+    # callers (istio/istio pilot/pkg/xds/debug.go allowAuthenticatedOrLocalhost) while the
+    # API server's service proxy forwards no credentials: istiod's bare 401 passes through.
     api = istio_api(istio_pki)
+    forbid_port_forward(api.clusters["east"])
     api.clusters["east"][PROXY + "clusterz"] = Reply(401, "")
     api.clusters["east"][PROXY + "endpointShardz"] = Reply(401, "")
     with serve(api):
@@ -162,8 +192,64 @@ def test_istiod_refusing_debug_through_the_service_proxy_is_not_a_bad_kubeconfig
         assert r["status"] == "warn" and "not checked" in r["reason"], r
         assert r["attempts"] == 1   # not retried: waiting does not help
     assert "remote-clusters" in row(rows, "east", "clusterz")["fix"]
+    assert "pods/portforward" in row(rows, "east", "clusterz")["fix"]
+    assert "403" in row(rows, "east", "clusterz")["reason"]
     assert row(rows, "east", "proxy-roots")["status"] == "ok"   # the cluster's other checks ran
     assert row(rows, "west", "clusterz:east")["status"] == "ok"
+
+
+def test_no_ready_istiod_pod_and_a_silent_port_forward_are_waited_for(
+        tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
+    api = istio_api(istio_pki)
+    api.clusters["east"][f"{NS}/pods"] = mesh.istiod_pods(mesh.ISTIOD_POD, ready=False)
+    api.clusters["west"][FORWARD + "clusterz"] = Hang()
+    threads = threading.active_count()
+    with serve(api):
+        started = time.monotonic()
+        result, rows = run(stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url),
+                           "--timeout", "0.5")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    for check in ("clusterz", "endpoints"):
+        r = row(rows, "east", check)
+        assert r["status"] == "fail" and r["reason"].startswith("not ready (no --wait)"), r
+        assert "no running, ready istiod pod (app=istiod)" in r["reason"] and "1 not ready" in r["reason"]
+    assert api.requested("east", "/portforward") == 0
+    r = row(rows, "west", "clusterz")
+    assert r["status"] == "fail" and "no HTTP answer" in r["reason"] and "timed out" in r["reason"]
+    assert row(rows, "west", "endpoints:reviews.bookinfo")["status"] == "ok"  # the next one worked
+    assert elapsed < 8
+    deadline = time.monotonic() + 5   # the port-forward relay threads end with their streams
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= threads
+
+
+def test_istiod_pod_of_the_spec_revision_is_port_forwarded(
+        tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
+    class Pods:
+        selectors: list[str] = []
+        forwarded: list[str] = []
+
+        def namespaced_pods(self, namespace: str, selector: str, field: str) -> list[Any]:
+            assert (namespace, field) == ("istio-system", "status.phase=Running")
+            self.selectors.append(selector)
+            pods = mesh.istiod_pods("istiod-canary-b", "istiod-canary-a")["items"]
+            pods.append(mesh.istiod_pods("istiod-canary-0", ready=False)["items"][0])
+            return pods
+
+        def pod_get(self, namespace: str, pod: str, port: int, path: str) -> Any:
+            self.forwarded.append(f"{pod}:{port}/{path}")
+            return []
+
+    spec = mesh.istio_spec()
+    spec["mesh"]["revision"] = "canary"
+    cfg = load_stack_file(stack(tmp_path, spec, istio_pki[0], "http://127.0.0.1:1"))
+    checker = IstioVerifier(cfg.spec, build_plan(cfg.spec, cfg.source, cfg.base_dir))
+    kube = Pods()
+    assert checker.debug(kube, "east", "clusterz", "clusterz") == []  # type: ignore[arg-type]
+    assert kube.selectors == ["app=istiod,istio.io/rev=canary"]
+    assert kube.forwarded == ["istiod-canary-a:15014/debug/clusterz"]   # ready, first by name
 
 
 def test_gateway_without_address(tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
@@ -212,7 +298,8 @@ def test_wrong_network_label_and_missing_endpoints(tmp_path: Path,
                                                    istio_pki: tuple[CA, dict[str, CA]]) -> None:
     api = istio_api(istio_pki)
     api.clusters["east"][NS]["metadata"]["labels"]["topology.istio.io/network"] = "net-b"
-    api.clusters["east"][PROXY + "endpointShardz"] = mesh.data("istio-endpointshardz-east-only.json")
+    api.clusters["east"][FORWARD + "endpointShardz"] = mesh.data(
+        "istio-endpointshardz-east-only.json")
     with serve(api):
         _, rows = run(stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url))
     assert row(rows, "east", "network-label")["status"] == "fail"
@@ -258,6 +345,7 @@ def test_https_with_a_relative_certificate_authority(
         result, rows = run(config)
     assert row(rows, "east", "istiod")["status"] == "ok"
     assert {r["status"] for r in rows if r["cluster"] == "east"} == {"ok"}
+    assert api.requested("east", "portforward:15014/debug/clusterz") == 1   # wss, same CA
     west = row(rows, "west", "api-server")
     assert west["status"] == "fail" and "TLS handshake failed" in west["reason"]
     assert "certificate-authority" in west["fix"]
@@ -442,18 +530,19 @@ def test_only_not_ready_conditions_are_retried(tmp_path: Path,
     no_address = mesh.lb_service("istio-eastwestgateway", "istio-system", None)
     east[f"{NS}/services/istio-eastwestgateway"] = Seq(
         [no_address, no_address, east[f"{NS}/services/istio-eastwestgateway"]])
-    east[PROXY + "clusterz"] = Seq([mesh.data("istio-clusterz-east-syncing.json"),
-                                    mesh.data("istio-clusterz-east.json")])
+    east[FORWARD + "clusterz"] = Seq([mesh.data("istio-clusterz-east-syncing.json"),
+                                      mesh.data("istio-clusterz-east.json")])
     rolling = mesh.deployment("istiod", "istio-system", ready=0)
     east["/apis/apps/v1/namespaces/istio-system/deployments/istiod"] = Seq(
         [rolling, Reply(200, mesh.deployment("istiod", "istio-system"))])
     del east[f"{NS}/secrets/istio-remote-secret-west"]          # configuration: fail at once
     west = api.clusters["west"]
-    west[PROXY + "endpointShardz"] = mesh.data("istio-endpointshardz-east-only.json")  # never ready
-    # istiod not serving yet behind the service proxy: the API server answers 503.
-    west[PROXY + "clusterz"] = Seq([Reply(503, {
-        "kind": "Status", "code": 503, "reason": "ServiceUnavailable",
-        "message": 'no endpoints available for service "istiod"'}), west[PROXY + "clusterz"]])
+    west[FORWARD + "endpointShardz"] = mesh.data("istio-endpointshardz-east-only.json")  # never
+    # istiod's port not listening yet: the kubelet says so on the error channel.
+    west[FORWARD + "clusterz"] = Seq([PortError(
+        f"error forwarding port 15014 to pod {mesh.ISTIOD_POD}, uid : failed to execute "
+        "portforward in network namespace: failed to connect to localhost:15014 inside "
+        "namespace: connection refused"), west[FORWARD + "clusterz"]])
     clock = FakeClock()
     with serve(api):
         config = stack(tmp_path, mesh.istio_spec(), istio_pki[0], api.url)

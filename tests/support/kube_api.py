@@ -7,14 +7,29 @@ response per request, the last repeated: "pending, then ready"). Unknown
 paths are 404 with a Kubernetes ``Status``; unknown tokens 401. List paths
 (``/api/v1/nodes``, ``/api/v1/pods``) ignore the query. Every request is
 recorded ``(cluster, path)``.
+
+Port-forward: a websocket upgrade of ``/api/v1/namespaces/NS/pods/POD/portforward
+?ports=P`` speaks ``v4.channel.k8s.io`` as the kubelet does (kubernetes
+``pkg/kubelet/cri/streaming/portforward/websocket.go``): binary frames whose
+first byte is the channel (0 data, 1 error), each channel opened by a frame
+holding the port (little-endian). An HTTP request arriving on the data
+channel is answered from the table key ``<portforward path>:P<request path>``
+(recorded under that key), then the stream closes. A table entry at the
+portforward path itself refuses the upgrade with that reply (e.g. 403); a pod
+with no ``<path>:`` key is 404. ``PortError(text)`` as an answer sends ``text``
+on the error channel instead, as the kubelet does when nothing listens;
+``Hang()`` never answers.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import ssl
+import struct
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -23,7 +38,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 from cryptography import x509
@@ -38,6 +53,18 @@ from pki.ca import CA
 class Reply:
     status: int
     doc: Any
+
+
+@dataclass
+class PortError:
+    """Sent on the port-forward's error channel, as the kubelet does."""
+
+    text: str
+
+
+@dataclass
+class Hang:
+    """A port-forward whose pod port accepts and never answers (until the client leaves)."""
 
 
 @dataclass
@@ -60,6 +87,46 @@ class KubeApi:
 
     def requested(self, cluster: str, fragment: str) -> int:
         return sum(1 for c, p in self.requests if c == cluster and fragment in p)
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+PORTFORWARD_PROTOCOL = "v4.channel.k8s.io"
+
+
+def read_frame(rfile: Any) -> tuple[int, bytes] | None:
+    """One websocket frame (opcode, payload), unmasked; None at end of stream."""
+    head = rfile.read(2)
+    if len(head) < 2:
+        return None
+    opcode, size = head[0] & 0x0F, head[1] & 0x7F
+    if size == 126:
+        size = struct.unpack(">H", rfile.read(2))[0]
+    elif size == 127:
+        size = struct.unpack(">Q", rfile.read(8))[0]
+    mask = rfile.read(4) if head[1] & 0x80 else b""
+    data = rfile.read(size)
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return opcode, data
+
+
+def frame(opcode: int, data: bytes) -> bytes:
+    """A final, unmasked server frame."""
+    size = len(data)
+    if size < 126:
+        head = bytes([0x80 | opcode, size])
+    elif size < 1 << 16:
+        head = bytes([0x80 | opcode, 126]) + struct.pack(">H", size)
+    else:
+        head = bytes([0x80 | opcode, 127]) + struct.pack(">Q", size)
+    return head + data
+
+
+def http_answer(reply: Reply) -> bytes:
+    body = reply.doc if isinstance(reply.doc, bytes) else json.dumps(reply.doc).encode()
+    return (f"HTTP/1.1 {reply.status} {'OK' if reply.status == 200 else 'Error'}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
 
 
 def not_found(path: str) -> Reply:
@@ -97,16 +164,34 @@ def serve(api: KubeApi, tls: tuple[str, str] | None = None) -> Iterator[KubeApi]
         def do_GET(self) -> None:  # noqa: N802
             path = unquote(urlsplit(self.path).path)
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            forward = False
             with api.lock:
                 api.requests.append((token, path))
                 table = api.clusters.get(token)
                 if table is None:
                     reply: Any = Reply(401, {"kind": "Status", "message": "Unauthorized",
                                              "code": 401})
+                elif path.endswith("/portforward") and path not in table:
+                    if not any(k.startswith(path + ":") for k in table):
+                        reply = not_found(path)
+                    elif self.headers.get("Upgrade", "").lower() != "websocket":
+                        reply = Reply(400, {"kind": "Status", "message": "Upgrade request required",
+                                            "code": 400})
+                    else:
+                        forward = True
                 else:
                     reply = table.get(path, not_found(path))
                     if isinstance(reply, Seq):
                         reply = reply.next()
+            if forward and table is not None:
+                try:
+                    self.forward(token, path, table)
+                except OSError:
+                    pass  # the client went away mid-stream
+            else:
+                self.answer(reply)
+
+        def answer(self, reply: Any) -> None:
             if not isinstance(reply, Reply):
                 reply = Reply(200, reply)
             body = json.dumps(reply.doc).encode()
@@ -115,6 +200,50 @@ def serve(api: KubeApi, tls: tuple[str, str] | None = None) -> Iterator[KubeApi]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def forward(self, token: str, path: str, table: dict[str, Any]) -> None:
+            """A port-forward stream: the handshake, one HTTP exchange, close."""
+            self.close_connection = True
+            offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+            ports = parse_qs(urlsplit(self.path).query).get("ports", [""])[0]
+            if PORTFORWARD_PROTOCOL not in offered or not ports.isdigit():
+                return self.answer(Reply(400, {"kind": "Status", "code": 400,
+                                               "message": "bad port-forward request"}))
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+            self.send_response(101, "Switching Protocols")
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.send_header("Sec-WebSocket-Protocol", PORTFORWARD_PROTOCOL)
+            self.end_headers()
+            port = int(ports)
+            opening = struct.pack("<H", port)
+            self.wfile.write(frame(2, b"\x00" + opening) + frame(2, b"\x01" + opening))
+            request = b""
+            while b"\r\n\r\n" not in request:
+                got = read_frame(self.rfile)
+                if got is None or got[0] == 8:
+                    return
+                if got[0] == 2 and got[1][:1] == b"\x00":
+                    request += got[1][1:]
+            line = request.split(b"\r\n", 1)[0].decode("latin-1").split()
+            inner = f"{path}:{port}{urlsplit(line[1]).path if len(line) > 1 else '/'}"
+            with api.lock:
+                api.requests.append((token, inner))
+                reply = table.get(inner, Reply(404, "404 page not found"))
+                if isinstance(reply, Seq):
+                    reply = reply.next()
+            if isinstance(reply, Hang):
+                while (got := read_frame(self.rfile)) is not None and got[0] != 8:
+                    pass
+                return
+            if isinstance(reply, PortError):
+                self.wfile.write(frame(2, b"\x01" + reply.text.encode()))
+            else:
+                self.wfile.write(frame(2, b"\x00" + http_answer(
+                    reply if isinstance(reply, Reply) else Reply(200, reply))))
+            self.wfile.write(frame(8, struct.pack(">H", 1000)))
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -25,6 +25,9 @@ NETWORK = {"east": "net-a", "west": "net-b"}
 LOCALITY = {"east": ("us-east1", "us-east1-b"), "west": ("us-west1", "us-west1-a")}
 PEER = {"east": "west", "west": "east"}
 PROXY = "/api/v1/namespaces/istio-system/services/istiod:15014/proxy/debug/"
+ISTIOD_POD = "istiod-6b8f7c9d4-k2x7p"
+# istiod's debug endpoints through a port-forward to its pod (the server's key shape)
+FORWARD = f"/api/v1/namespaces/istio-system/pods/{ISTIOD_POD}/portforward:15014/debug/"
 
 
 def data(name: str) -> Any:
@@ -82,6 +85,21 @@ def deployment(name: str, namespace: str, ready: int = 1, replicas: int = 1) -> 
                                        "status": "True" if ready >= replicas else "False"}]}}
 
 
+def istiod_pods(*names: str, ready: bool = True) -> dict[str, Any]:
+    """istiod pods as listed (Running): the labels the istiod chart gives them."""
+    items = [{"kind": "Pod", "apiVersion": "v1",
+              "metadata": meta(n, "istio-system", labels={
+                  "app": "istiod", "istio": "pilot", "istio.io/rev": "default",
+                  "pod-template-hash": "6b8f7c9d4"}),
+              "spec": {"containers": [{"name": "discovery", "ports": [
+                  {"containerPort": 15014, "protocol": "TCP"}]}]},
+              "status": {"phase": "Running", "conditions": [
+                  {"type": "Ready", "status": "True" if ready else "False"}]}}
+             for n in names]
+    return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "48301"},
+            "items": items}
+
+
 def secret(name: str, namespace: str, data_: dict[str, str], type_: str = "Opaque",
            labels: dict[str, str] | None = None) -> dict[str, Any]:
     m = meta(name, namespace)
@@ -129,8 +147,9 @@ def istio_cluster(cluster: str, root: CA, inter: CA) -> dict[str, Any]:
         f"{ns}/secrets/istio-remote-secret-{peer}": secret(
             f"istio-remote-secret-{peer}", "istio-system", {peer: kubeconfig_for(peer)},
             labels={"istio/multiCluster": "true"}),
-        PROXY + "clusterz": data(f"istio-clusterz-{cluster}.json"),
-        PROXY + "endpointShardz": data("istio-endpointshardz.json"),
+        f"{ns}/pods": istiod_pods(ISTIOD_POD),
+        FORWARD + "clusterz": data(f"istio-clusterz-{cluster}.json"),
+        FORWARD + "endpointShardz": data("istio-endpointshardz.json"),
         f"{ns}/configmaps/istio-ca-root-cert": config_map("istio-ca-root-cert", "istio-system",
                                                           {"root-cert.pem": root.cert_pem}),
     }
