@@ -30,6 +30,7 @@ the state holds nothing of the old cluster.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 from stacks.plan import GatewayAddressRef, KubeconfigRef, MeshPlan, is_secret, walk_refs
@@ -166,21 +167,36 @@ def _reads_gateway(value: object, cluster: str) -> bool:
                for ref in walk_refs(value))
 
 
+def sh(word: str) -> str:
+    """``word`` as one POSIX shell word: single-quoted, so a URN's ``$`` and ``::`` stay
+    literal (an embedded ``'`` closes, escapes and reopens the quote)."""
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
 def commands(dr: DrPlan, config: str, verify: bool = True) -> list[str]:
-    """The shell commands, in order, one string each (lines joined with `` \\``)."""
-    stack = dr.stack
+    """The shell commands, in order, one string each (lines joined with `` \\``).
+
+    ``config``: the stack file as the commands (run where Pulumi.yaml is) reach it.
+    """
+    stack = shlex.quote(dr.stack)
     refresh = ["PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh --stack " + stack + " --yes"]
-    refresh += [f"  --target '{u}'" for u in dr.refresh_targets]
+    refresh += [f"  --target {sh(u)}" for u in dr.refresh_targets]
     up = [f"pulumi up --stack {stack} --target-dependents"]
-    up += [f"  --target '{u}'" for u in dr.up_targets]
-    up += [f"  --replace '{u}'" for u in dr.replace]
+    up += [f"  --target {sh(u)}" for u in dr.up_targets]
+    up += [f"  --replace {sh(u)}" for u in dr.replace]
     c = dr.cluster
-    out = [f"# forget {c}'s lost objects: unreachable (old cluster) or not found (new one)\n"
+    # `pulumi refresh` refuses the whole run if one --target is not in the state ("no
+    # resource named '...' found": pulumi/pulumi pkg/engine/refresh.go calls checkTargets,
+    # pkg/engine/deployment.go); `pulumi up` does not check (pkg/engine/update.go).
+    out = [f"# forget {c}'s lost objects: unreachable (old cluster) or not found (new one).\n"
+           "# If an earlier run already dropped some, pulumi stops with \"no resource named\n"
+           "# '...' found\": delete those --target lines (none left: go on with the next step)\n"
            + " \\\n".join(refresh),
            f"# create them on the new {c}; re-issue the credentials that involve {c}\n"
            + " \\\n".join(up)]
     if verify:
-        out.append(f"# check the live mesh\nmeshboot verify --config {config} --cluster {c}")
+        out.append(f"# check the live mesh\nmeshboot verify --config {shlex.quote(config)} "
+                   f"--cluster {shlex.quote(c)}")
     return out
 
 
@@ -200,10 +216,17 @@ def adopt_commands(plan: MeshPlan, stack: str, project: str) -> list[str]:
     providers = {r.cluster: r.urn for r in resources if r.kind == "provider"}
     cms = {r.cluster: r.urn for r in resources
            if r.kind == "component" and r.cluster is not None}
-    first = [f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {stack}"]
-    first += [f"  --target '{u}'" for u in [*components, *providers.values()]]
-    out = ["# the components and one provider per cluster, nothing in the clusters yet\n"
-           + " \\\n".join(first)]
+    q = shlex.quote(stack)
+    # `pulumi stack init` is `pulumi stack new`'s alias; with an existing stack file that
+    # has an encryptionsalt, the passphrase provider keeps that salt (pulumi/pulumi
+    # pkg/cmd/pulumi/stack/stack_new.go, pkg/secrets/passphrase/manager.go
+    # NewPromptingPassphraseSecretsManager), so the file's secure: values still decrypt.
+    out = ["# only if the backend has no such stack any more: an empty one, same passphrase\n"
+           f"pulumi stack init --secrets-provider=passphrase {q}"]
+    first = [f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {q}"]
+    first += [f"  --target {sh(u)}" for u in [*components, *providers.values()]]
+    out.append("# the components and one provider per cluster, nothing in the clusters yet\n"
+               + " \\\n".join(first))
     imports = []
     for cp in plan.clusters:
         for step in cp.steps:
@@ -212,13 +235,16 @@ def adopt_commands(plan: MeshPlan, stack: str, project: str) -> list[str]:
                 continue
             r = next(x for x in resources if x.kind == "release" and x.cluster == cp.cluster
                      and x.step == step.name)
+            # --generate-code=false: the program already declares the release (the
+            # default prints generated code; pkg/cmd/pulumi/operations/import.go).
             imports.append(
-                f"pulumi import --stack {stack} --yes --protect=false '{r.type}' {r.name} "
-                f"{rel.namespace}/{rel.release_name} \\\n  --parent 'cluster={cms[cp.cluster]}' "
-                f"\\\n  --provider 'k8s={providers[cp.cluster]}'")
+                f"pulumi import --stack {q} --yes --protect=false --generate-code=false "
+                f"{sh(r.type)} {r.name} {rel.namespace}/{rel.release_name} \\\n"
+                f"  --parent {sh('cluster=' + cms[cp.cluster])} \\\n"
+                f"  --provider {sh('k8s=' + providers[cp.cluster])}")
     out.append("# the Helm releases, as they are installed\n" + "\n".join(imports))
     out.append("# everything else, taken over where it exists (server-side apply upsert)\n"
-               f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {stack}")
+               f"MESHBOOT_ADOPT_EXISTING=1 pulumi up --stack {q}")
     out.append("# back to refusing objects that already exist; expect no other change\n"
-               f"pulumi up --stack {stack}\npulumi preview --stack {stack} --expect-no-changes")
+               f"pulumi up --stack {q}\npulumi preview --stack {q} --expect-no-changes")
     return out

@@ -151,7 +151,7 @@ def test_adopt_imports_every_release_where_the_program_puts_it(with_root: Path) 
     spec, config = three(), with_root
     result = invoke("dr", "adopt", "--config", str(config))
     assert result.exit_code == 0, result.output
-    imports = re.findall(r"pulumi import --stack dev --yes --protect=false "
+    imports = re.findall(r"pulumi import --stack dev --yes --protect=false --generate-code=false "
                          r"'kubernetes:helm\.sh/v3:Release' (\S+) (\S+) \\\n"
                          r"  --parent 'cluster=([^']+)' \\\n  --provider 'k8s=([^']+)'",
                          result.output)
