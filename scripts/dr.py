@@ -56,13 +56,15 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     store = PkiStore(pki_dir, _passphrase())
     issuer = "identity issuer" if plan.provider == "linkerd" else "intermediate CA"
     try:
+        # A store that render would refuse (another mesh, another root) says nothing about
+        # this mesh's intermediates, wherever the root comes from.
+        problems = store.check(plan.pki) if store.exists() else []
+        if problems:
+            raise PkiStoreError(f"{pki_dir} does not fit {loaded.source}: " + "; ".join(problems))
         if plan.pki.imported_root is not None:
             root_fp = fingerprint(certs_from_pem(plan.pki.imported_root[0])[0])
             root = f"SHA-256 {root_fp} (kept: {loaded.source} meshboot:pki.rootCa)"
         elif store.exists():
-            problems = store.check(plan.pki)
-            if problems:
-                raise PkiStoreError("; ".join(problems))
             stored = store.read_root()
             assert stored is not None
             root = f"SHA-256 {fingerprint(stored.cert)} (kept: the PKI store {pki_dir})"

@@ -242,3 +242,17 @@ def test_stack_name_from_the_file_name_is_checked(with_root: Path, tmp_path: Pat
     assert result.exit_code == 2, result.output
     assert "'my env' is not a Pulumi stack name" in result.output
     assert "the stack name from the file name" in result.output   # not blamed on --stack
+
+
+def test_a_store_of_another_root_is_refused_with_the_root_in_the_stack_file(
+        with_root: Path, rendered: Path) -> None:
+    """The stack file holds the root; the store was made for another root (another copy of
+    the environment): its intermediates are not this mesh's, so nothing is claimed kept."""
+    store = rendered.parent / ".meshboot" / "dev" / "pki"
+    result = invoke("dr", "plan", "--config", str(with_root), "--cluster", "west",
+                    "--pki-dir", str(store))
+    assert result.exit_code == 2, result.output
+    assert "does not fit" in result.output and "holds root" in result.output
+    assert "Traceback" not in result.output and "--target" not in result.output
+    # The same store with its own root in the stack file is fine.
+    assert invoke("dr", "plan", "--config", str(rendered), "--cluster", "west").exit_code == 0
