@@ -76,6 +76,10 @@ class DrPlan:
     refresh_targets: list[str] = field(default_factory=list)
     up_targets: list[str] = field(default_factory=list)
     replace: list[str] = field(default_factory=list)
+    # The rebuilt cluster, then every peer holding something re-issued or re-read for it:
+    # `meshboot verify --cluster X` checks X's own view only (a primary's remote secrets
+    # and its istiod's sync of them, a cluster's Links), so the peers are verified too.
+    verify_clusters: list[str] = field(default_factory=list)
 
 
 _CLUSTER_OBJECTS = ("release", "objects", "object", "secret", "read")
@@ -152,6 +156,9 @@ def dr_plan(plan: MeshPlan, cluster: str, stack: str, project: str, network: str
         up.insert(0, ca.urn)
         if intermediate.reissued:
             replace.append(ca.urn)
+    touched = {c.cluster for c in reissued.values()} | {r.cluster for r in readers.values()}
+    verify = [cluster, *(cp.cluster for cp in plan.clusters
+                         if cp.cluster != cluster and cp.cluster in touched)]
     return DrPlan(
         cluster=cluster, provider=plan.provider, stack=stack, kept=kept,
         intermediate=intermediate, intermediate_urn=ca.urn if ca else None,
@@ -159,7 +166,8 @@ def dr_plan(plan: MeshPlan, cluster: str, stack: str, project: str, network: str
                                                           c.namespace, c.name)),
         provider_urn=provider_urn, recreated=recreated,
         address_readers=sorted(readers.values(), key=lambda r: r.urn),
-        refresh_targets=[r.urn for r in recreated], up_targets=up, replace=replace)
+        refresh_targets=[r.urn for r in recreated], up_targets=up, replace=replace,
+        verify_clusters=verify)
 
 
 def _reads_gateway(value: object, cluster: str) -> bool:
@@ -195,8 +203,11 @@ def commands(dr: DrPlan, config: str, verify: bool = True) -> list[str]:
            f"# create them on the new {c}; re-issue the credentials that involve {c}\n"
            + " \\\n".join(up)]
     if verify:
-        out.append(f"# check the live mesh\nmeshboot verify --config {shlex.quote(config)} "
-                   f"--cluster {shlex.quote(c)}")
+        # --wait: the new cluster's rollouts and the peers' istiod/service mirror picking up
+        # the new credentials are retried instead of reported as failures right away.
+        clusters = " ".join(f"--cluster {shlex.quote(x)}" for x in dr.verify_clusters or [c])
+        out.append(f"# check the live mesh: {c} and the clusters holding what changed for it\n"
+                   f"meshboot verify --config {shlex.quote(config)} {clusters} --wait 5m")
     return out
 
 

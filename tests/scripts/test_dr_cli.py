@@ -92,7 +92,9 @@ def test_every_printed_urn_is_in_the_program_graph(rendered: Path) -> None:
     assert "south-istiod in south: uses east's east-west gateway address" in out
     assert "kept: the PKI store" in out and "--replace" not in out
     assert "PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh --stack dev --yes" in out
-    assert f"meshboot verify --config {rendered} --cluster east" in out
+    # east, then west (holds istio-remote-secret-east), south (its istiod uses east's gateway)
+    assert (f"meshboot verify --config {rendered} --cluster east --cluster west "
+            "--cluster south --wait 5m") in out
 
 
 def test_lost_store_entry_reissues_the_intermediate(rendered: Path, tmp_path: Path) -> None:
@@ -215,7 +217,8 @@ def test_printed_commands_survive_a_posix_shell(with_root: Path, tmp_path: Path,
                if "ConfigGroup$" not in t}
         assert top <= graph, sorted(top - graph)   # the program's URNs, whole
     verify = calls[2]
-    assert verify[1:] == ["verify", "--config", "stacks dir/Pulumi.dev.yaml", "--cluster", "east"]
+    assert verify[1:5] == ["verify", "--config", "stacks dir/Pulumi.dev.yaml", "--cluster"]
+    assert verify[4:6] == ["--cluster", "east"] and verify[-2:] == ["--wait", "5m"]
     assert (tmp_path / verify[3]).is_file()
 
 

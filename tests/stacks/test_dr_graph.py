@@ -269,3 +269,22 @@ def test_urn_function_names_every_resource_the_program_registers(rebuild: dict[s
     assert {r.urn for r in computed if r.kind == "object"} == children(graph)
     types = {r.urn: r.type for r in graph.resources}
     assert all(types[r.urn] == r.type for r in computed if r.kind != "object")
+
+
+def test_verify_covers_every_cluster_whose_graph_changed(rebuild: dict[str, Any]) -> None:
+    """`meshboot verify --cluster X` checks X's own view (its remote secrets, Links); the
+    printed verify names the rebuilt cluster and each cluster holding a changed resource."""
+    spec, c, dr = rebuild["spec"], rebuild["cluster"], rebuild["dr"]
+    after = by_urn(rebuild["after"])
+    holders = set()
+    for name in changed(rebuild["before"], rebuild["after"]):
+        r = next(x for x in after.values() if x.name == name)
+        parent = after[r.parent] if r.parent in after else r
+        assert parent.type == "meshboot:index:ClusterMesh", (name, parent.type)
+        holders.add(parent.name)
+    assert holders - {c}   # the rebuild changed something in a peer
+    assert dr.verify_clusters == [c] + [n["name"] for n in spec["clusters"]
+                                        if n["name"] in holders - {c}]
+    verify = commands(dr, "Pulumi.dev.yaml")[-1].splitlines()[-1]
+    assert verify == ("meshboot verify --config Pulumi.dev.yaml "
+                      + " ".join(f"--cluster {n}" for n in dr.verify_clusters) + " --wait 5m")
