@@ -109,7 +109,11 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     click.echo("Kept (the mesh's identity):")
     for what, value in dr.kept:
         click.echo(f"  {what:<16} {value}")
-    if not status.reissued:
+    if dr.intermediate_urn is None:
+        source = (f" (its workloads' certificates come from {spec_cluster.primary}'s istiod)"
+                  if spec_cluster.primary else "")
+        click.echo(f"  {issuer:<16} none: {cluster} holds no CA of its own{source}")
+    elif not status.reissued:
         click.echo(f"  {issuer:<16} {status.why}")
     click.echo("\nRe-issued (credentials that involve " + cluster + "):")
     if status.reissued and dr.intermediate_urn:

@@ -33,7 +33,14 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from stacks.plan import GatewayAddressRef, KubeconfigRef, MeshPlan, is_secret, walk_refs
+from stacks.plan import (
+    GatewayAddressRef,
+    KubeconfigRef,
+    MeshPlan,
+    PkiRef,
+    is_secret,
+    walk_refs,
+)
 from stacks.pulumi_urns import (
     ProgramResource,
     config_group_child,
@@ -68,7 +75,7 @@ class DrPlan:
     stack: str                                   # as passed to pulumi --stack
     kept: list[tuple[str, str]]                  # (what, value)
     intermediate: IntermediateStatus
-    intermediate_urn: str | None
+    intermediate_urn: str | None     # None: the cluster's objects use no intermediate of its own
     reissued: list[Credential]
     provider_urn: str
     recreated: list[ProgramResource]             # every object of C, re-created on the new cluster
@@ -143,6 +150,11 @@ def dr_plan(plan: MeshPlan, cluster: str, stack: str, project: str, network: str
     provider_urn = next(r.urn for r in mine if r.kind == "provider")
     recreated = [r for r in mine if r.kind in _CLUSTER_OBJECTS]
     ca = next((r for r in resources if r.kind == "pki" and r.cluster == cluster), None)
+    if ca is not None and not _uses_own_ca(plan, cluster):
+        # An Istio remote: MeshPki issues it an intermediate like every cluster, but no
+        # object of it holds one (no cacerts: its workloads' certificates come from its
+        # primary's istiod), so there is nothing to keep, re-issue or target.
+        ca = None
     kept = [("root CA", root),
             ("mesh ID", plan.mesh_id),
             ("cluster name", cluster),
@@ -168,6 +180,14 @@ def dr_plan(plan: MeshPlan, cluster: str, stack: str, project: str, network: str
         address_readers=sorted(readers.values(), key=lambda r: r.urn),
         refresh_targets=[r.urn for r in recreated], up_targets=up, replace=replace,
         verify_clusters=verify)
+
+
+def _uses_own_ca(plan: MeshPlan, cluster: str) -> bool:
+    cp = plan.cluster(cluster)
+    values = [*(list(step.objects) for step in cp.steps),
+              *(step.release.values for step in cp.steps if step.release is not None)]
+    return any(isinstance(ref, PkiRef) and ref.cluster == cluster and ref.item != "root-cert"
+               for ref in walk_refs(values))
 
 
 def _reads_gateway(value: object, cluster: str) -> bool:

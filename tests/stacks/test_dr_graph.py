@@ -242,8 +242,29 @@ def test_every_listed_urn_is_in_the_graph(rebuild: dict[str, Any]) -> None:
     text = "\n".join(commands(dr, "Pulumi.dev.yaml"))
     for urn in listed:
         assert f"'{urn}'" in text
-    assert f"--replace '{dr.intermediate_urn}'" in text
+    if dr.intermediate_urn is not None:
+        assert f"--replace '{dr.intermediate_urn}'" in text
+    else:
+        assert "--replace" not in text and "IntermediateCA" not in text
     assert json.dumps(text)  # one printable string per command
+
+
+def test_the_intermediate_is_listed_where_the_cluster_uses_it(rebuild: dict[str, Any]) -> None:
+    """From the recorded graph: C's intermediate is kept/re-issued/targeted exactly when a
+    resource in C depends on it (an Istio remote has no cacerts, so it uses none)."""
+    c, dr = rebuild["cluster"], rebuild["dr"]
+    after = by_urn(rebuild["after"])
+    ca = next(u for u, r in after.items() if r.type.endswith(":IntermediateCA") and
+              r.name == f"{c}-ca")
+    cm = next(u for u, r in after.items() if r.type == "meshboot:index:ClusterMesh"
+              and r.name == c)
+    used = any(ca in r.dependencies for r in after.values() if r.parent == cm)
+    assert dr.intermediate_urn == (ca if used else None)
+    assert (ca in dr.up_targets) == used and dr.replace == ([ca] if used else [])
+    if rebuild["spec"]["mesh"]["provider"] == "linkerd" or c == "a":
+        assert used   # the assertion above is not vacuous
+    else:
+        assert not used   # c: an Istio remote
 
 
 def test_stack_and_project_in_urns(rebuild: dict[str, Any]) -> None:
