@@ -61,6 +61,18 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class Restart:
+    """A peer's deployment that reads a re-issued credential only when it (re)starts."""
+
+    cluster: str
+    namespace: str
+    deployment: str
+    why: str
+    kubectl: tuple[str, ...]     # --kubeconfig/--context that reach ``cluster``, as pulumi does
+    inline: bool = False         # the stack file holds its kubeconfig: kubectl cannot name it
+
+
+@dataclass(frozen=True)
 class IntermediateStatus:
     """C's intermediate / issuer: kept or re-issued, and why (from the PKI store)."""
 
@@ -87,6 +99,7 @@ class DrPlan:
     # `meshboot verify --cluster X` checks X's own view only (a primary's remote secrets
     # and its istiod's sync of them, a cluster's Links), so the peers are verified too.
     verify_clusters: list[str] = field(default_factory=list)
+    restarts: list[Restart] = field(default_factory=list)
 
 
 _CLUSTER_OBJECTS = ("release", "objects", "object", "secret", "read")
@@ -168,6 +181,7 @@ def dr_plan(plan: MeshPlan, cluster: str, stack: str, project: str, network: str
         up.insert(0, ca.urn)
         if intermediate.reissued:
             replace.append(ca.urn)
+    restarts = _restarts(plan, [c for c in reissued.values() if c.cluster != cluster])
     touched = {c.cluster for c in reissued.values()} | {r.cluster for r in readers.values()}
     verify = [cluster, *(cp.cluster for cp in plan.clusters
                          if cp.cluster != cluster and cp.cluster in touched)]
@@ -179,7 +193,54 @@ def dr_plan(plan: MeshPlan, cluster: str, stack: str, project: str, network: str
         provider_urn=provider_urn, recreated=recreated,
         address_readers=sorted(readers.values(), key=lambda r: r.urn),
         refresh_targets=[r.urn for r in recreated], up_targets=up, replace=replace,
-        verify_clusters=verify)
+        verify_clusters=verify, restarts=restarts)
+
+
+# Linkerd reads a peer's credentials Secret when a component starts, not when the Secret
+# is updated in place (as `pulumi up` does): the destination controller's remote-discovery
+# store handles a credentials Secret being added or deleted, never updated (linkerd2
+# controller/api/destination/watcher/cluster_store.go: AddFunc/DeleteFunc only), and a
+# Link's service mirror loads its clusterCredentialsSecret when the Link changes or it
+# starts (multicluster/cmd/service-mirror/main.go loadCredentials); the chart names that
+# deployment controller-<link> (multicluster/charts/linkerd-multicluster/templates/
+# controller/deployment.yaml). Istio needs nothing: istiod swaps a changed remote
+# secret's client itself (pkg/kube/multicluster/secretcontroller.go).
+_REMOTE_KUBECONFIG = "mirror.linkerd.io/remote-kubeconfig"
+_CLUSTER_NAME_LABEL = "multicluster.linkerd.io/cluster-name"
+_DESTINATION = "linkerd-destination"
+
+
+def _restarts(plan: MeshPlan, peer_credentials: list[Credential]) -> list[Restart]:
+    out: dict[tuple[str, str, str], Restart] = {}
+    order = {cp.cluster: i for i, cp in enumerate(plan.clusters)}
+    for cred in peer_credentials:
+        cp = plan.cluster(cred.cluster)
+        conn = cp.connection
+        kubectl = (*(("--kubeconfig", str(conn.kubeconfig.path)) if conn.kubeconfig.path
+                     else ()),
+                   *(("--context", conn.context) if conn.context else ()))
+        inline = conn.kubeconfig.inline is not None
+        for step in cp.steps:
+            for obj in step.objects:
+                meta = obj.get("metadata") or {}
+                ns = meta.get("namespace", "default")
+                if ns != cred.namespace:
+                    continue
+                if (is_secret(obj) and meta.get("name") == cred.name
+                        and obj.get("type") == _REMOTE_KUBECONFIG
+                        and _CLUSTER_NAME_LABEL in (meta.get("labels") or {})):
+                    out.setdefault((cred.cluster, ns, _DESTINATION), Restart(
+                        cred.cluster, ns, _DESTINATION,
+                        f"remote discovery reads {cred.name} when it starts", kubectl,
+                        inline))
+                if (obj.get("kind") == "Link" and isinstance(obj.get("spec"), dict)
+                        and obj["spec"].get("clusterCredentialsSecret") == cred.name):
+                    name = f"controller-{meta['name']}"
+                    out.setdefault((cred.cluster, ns, name), Restart(
+                        cred.cluster, ns, name,
+                        f"the service mirror of Link {meta['name']} reads {cred.name} "
+                        "when it starts", kubectl, inline))
+    return sorted(out.values(), key=lambda r: (order[r.cluster], r.namespace, r.deployment))
 
 
 def _uses_own_ca(plan: MeshPlan, cluster: str) -> bool:
@@ -222,6 +283,18 @@ def commands(dr: DrPlan, config: str, verify: bool = True) -> list[str]:
            + " \\\n".join(refresh),
            f"# create them on the new {c}; re-issue the credentials that involve {c}\n"
            + " \\\n".join(up)]
+    if dr.restarts:
+        by: dict[tuple[str, str], list[Restart]] = {}
+        for r in dr.restarts:
+            by.setdefault((r.cluster, r.namespace), []).append(r)
+        lines = [" ".join(["kubectl", *map(shlex.quote, rs[0].kubectl), "-n",
+                           shlex.quote(ns), "rollout", "restart",
+                           *(f"deployment/{shlex.quote(r.deployment)}" for r in rs)])
+                 + (f"   # {where}'s kubeconfig is inline in the stack file: point kubectl "
+                    "at it" if rs[0].inline else "")
+                 for (where, ns), rs in by.items()]
+        out.append(f"# Linkerd in the peers reads the new credentials for {c} only when it "
+                   "starts\n" + "\n".join(lines))
     if verify:
         # --wait: the new cluster's rollouts and the peers' istiod/service mirror picking up
         # the new credentials are retried instead of reported as failures right away.

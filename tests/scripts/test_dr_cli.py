@@ -259,3 +259,29 @@ def test_a_store_of_another_root_is_refused_with_the_root_in_the_stack_file(
     assert "Traceback" not in result.output and "--target" not in result.output
     # The same store with its own root in the stack file is fine.
     assert invoke("dr", "plan", "--config", str(rendered), "--cluster", "west").exit_code == 0
+
+
+def test_linkerd_restarts_reach_each_peer_as_pulumi_does(tmp_path: Path) -> None:
+    """The restart commands name each peer the way the program reaches it: the spec's
+    kubeconfig file (resolved beside the stack file) and context."""
+    from tests.stacks.linkerd.specs import three_clusters
+
+    spec = three_clusters()
+    spec["clusters"][0].update({"context": "kind a", "kubeconfig": "kube/a.yaml"})
+    spec["clusters"][2]["context"] = "kind-c"
+    config = write_stack(tmp_path, spec)
+    assert invoke("pki", "init", "--config", str(config)).exit_code == 0
+    result = invoke("dr", "plan", "--config", str(config), "--cluster", "b")
+    assert result.exit_code == 0, result.output
+    assert "deployment linkerd-multicluster/controller-b in a" in result.output
+    script = result.output.split("PULUMI_CONFIG_PASSPHRASE set):", 1)[1]
+    kubectl = [call for call in shell_calls(
+        "kubectl() { r kubectl \"$@\"; }\n" + script, tmp_path) if call[0] == "kubectl"]
+    assert kubectl == [
+        ["kubectl", "--kubeconfig", str(tmp_path / "kube" / "a.yaml"), "--context", "kind a",
+         "-n", ns, "rollout", "restart", f"deployment/{d}"]
+        for ns, d in (("linkerd", "linkerd-destination"),
+                      ("linkerd-multicluster", "controller-b"))] + [
+        ["kubectl", "--context", "kind-c", "-n", ns, "rollout", "restart", f"deployment/{d}"]
+        for ns, d in (("linkerd", "linkerd-destination"),
+                      ("linkerd-multicluster", "controller-b"))]

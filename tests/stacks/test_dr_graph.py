@@ -309,3 +309,27 @@ def test_verify_covers_every_cluster_whose_graph_changed(rebuild: dict[str, Any]
     verify = commands(dr, "Pulumi.dev.yaml")[-1].splitlines()[-1]
     assert verify == ("meshboot verify --config Pulumi.dev.yaml "
                       + " ".join(f"--cluster {n}" for n in dr.verify_clusters) + " --wait 5m")
+
+
+def test_linkerd_peers_restart_what_reads_the_credentials_at_start(
+        rebuild: dict[str, Any]) -> None:
+    """Linkerd's destination (remote discovery) and each Link's service mirror read a
+    credentials Secret when they start, not when `pulumi up` updates it: every peer holding
+    a credential for C restarts both; Istio (istiod follows Secret updates) restarts nothing."""
+    spec, c, dr = rebuild["spec"], rebuild["cluster"], rebuild["dr"]
+    cmds = commands(dr, "Pulumi.dev.yaml")
+    if spec["mesh"]["provider"] == "istio":
+        assert dr.restarts == [] and not any("kubectl" in x for x in cmds)
+        return
+    peers = [n["name"] for n in spec["clusters"] if n["name"] in peers_reading(spec, c)]
+    assert peers
+    assert [(r.cluster, r.namespace, r.deployment) for r in dr.restarts] == [
+        x for p in peers for x in ((p, "linkerd", "linkerd-destination"),
+                                   (p, "linkerd-multicluster", f"controller-{c}"))]
+    restart, verify = cmds[-2], cmds[-1]
+    assert "pulumi up" in cmds[-3] and "meshboot verify" in verify
+    for p in peers:
+        assert (f"-n linkerd-multicluster rollout restart deployment/controller-{c}"
+                f"   # {p}'s kubeconfig is inline") in restart
+        assert (f"-n linkerd rollout restart deployment/linkerd-destination"
+                f"   # {p}'s kubeconfig is inline") in restart
