@@ -134,8 +134,9 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     if dr.restarts:
         click.echo("\nRestarted (Linkerd reads a peer's credentials when it starts, not when "
                    "the Secret changes):")
-        for r in dr.restarts:
-            click.echo(f"  deployment {r.namespace}/{r.deployment} in {r.cluster}: {r.why}")
+        for restart in dr.restarts:
+            click.echo(f"  deployment {restart.namespace}/{restart.deployment} in "
+                       f"{restart.cluster}: {restart.why}")
     click.echo(f"\nCommands ({_run_in(where_pulumi, loaded.base_dir)}, "
                "PULUMI_CONFIG_PASSPHRASE set):")
     # The commands run where Pulumi.yaml is: the stack file as seen from there.
