@@ -60,7 +60,9 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
         # this mesh's intermediates, wherever the root comes from.
         problems = store.check(plan.pki) if store.exists() else []
         if problems:
-            raise PkiStoreError(f"{pki_dir} does not fit {loaded.source}: " + "; ".join(problems))
+            text = "; ".join(problems)
+            raise PkiStoreError(text if str(pki_dir) in text else
+                                f"{pki_dir} belongs to another mesh or configuration: {text}")
         if plan.pki.imported_root is not None:
             root_fp = fingerprint(certs_from_pem(plan.pki.imported_root[0])[0])
             root = f"SHA-256 {root_fp} (kept: {loaded.source} meshboot:pki.rootCa)"
