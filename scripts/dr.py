@@ -192,9 +192,10 @@ def _pulumi_names(loaded: LoadedSpec, stack: str | None,
     project_name = project or (_project(where) if where else "meshboot")
     stack_name = stack or loaded.env
     problems = []
-    if not _NAME.fullmatch(project_name):
-        src = "--project" if project else f"`name` in {where / 'Pulumi.yaml' if where else ''}"
-        problems.append(f"{src}: {project_name!r} is not a Pulumi project name (1-100 "
+    # Pulumi.yaml's own name is taken as the CLI takes it (it does not enforce the rule:
+    # sdk/go/common/workspace/project.go Validate); --project is checked.
+    if project is not None and not _NAME.fullmatch(project):
+        problems.append(f"--project: {project!r} is not a Pulumi project name (1-100 "
                         "letters, digits, '-', '_', '.')")
     parts = stack_name.split("/")
     src = "--stack" if stack else f"{loaded.source}: the stack name from the file name"
