@@ -10,12 +10,18 @@ PKI store.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from scripts.cli import EXIT_SPEC, _load, _passphrase, _plan, check_cluster_names, default_pki_dir
+
+if TYPE_CHECKING:
+    from clusters.loader import LoadedSpec
 
 
 @click.group()
@@ -50,13 +56,17 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     store = PkiStore(pki_dir, _passphrase())
     issuer = "identity issuer" if plan.provider == "linkerd" else "intermediate CA"
     try:
+        # A store that render would refuse (another mesh, another root) says nothing about
+        # this mesh's intermediates, wherever the root comes from.
+        problems = store.check(plan.pki) if store.exists() else []
+        if problems:
+            text = "; ".join(problems)
+            raise PkiStoreError(text if str(pki_dir) in text else
+                                f"{pki_dir} belongs to another mesh or configuration: {text}")
         if plan.pki.imported_root is not None:
             root_fp = fingerprint(certs_from_pem(plan.pki.imported_root[0])[0])
             root = f"SHA-256 {root_fp} (kept: {loaded.source} meshboot:pki.rootCa)"
         elif store.exists():
-            problems = store.check(plan.pki)
-            if problems:
-                raise PkiStoreError("; ".join(problems))
             stored = store.read_root()
             assert stored is not None
             root = f"SHA-256 {fingerprint(stored.cert)} (kept: the PKI store {pki_dir})"
@@ -89,9 +99,8 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
         sys.exit(EXIT_SPEC)
 
     spec_cluster = loaded.spec.cluster(cluster)
-    stack_name = stack or loaded.env
-    dr = dr_plan(plan, cluster, stack_name, project or _project(loaded.base_dir),
-                 spec_cluster.network, root, status)
+    where_pulumi, stack_name, project_name = _pulumi_names(loaded, stack, project)
+    dr = dr_plan(plan, cluster, stack_name, project_name, spec_cluster.network, root, status)
     conn = plan.cluster(cluster).connection
     where = conn.context or "the kubeconfig's current context"
     click.echo(f"Rebuilding {cluster} of mesh {plan.mesh_id} ({plan.provider}), "
@@ -102,7 +111,11 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     click.echo("Kept (the mesh's identity):")
     for what, value in dr.kept:
         click.echo(f"  {what:<16} {value}")
-    if not status.reissued:
+    if dr.intermediate_urn is None:
+        source = (f" (its workloads' certificates come from {spec_cluster.primary}'s istiod)"
+                  if spec_cluster.primary else "")
+        click.echo(f"  {issuer:<16} none: {cluster} holds no CA of its own{source}")
+    elif not status.reissued:
         click.echo(f"  {issuer:<16} {status.why}")
     click.echo("\nRe-issued (credentials that involve " + cluster + "):")
     if status.reissued and dr.intermediate_urn:
@@ -120,8 +133,18 @@ def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | N
     for r in dr.address_readers:
         click.echo(f"  {r.name} in {r.cluster}: uses {cluster}'s east-west gateway address "
                    f"(updated if it changed)\n      {r.urn}")
-    click.echo("\nCommands (from the directory of Pulumi.yaml, PULUMI_CONFIG_PASSPHRASE set):")
-    for i, command in enumerate(commands(dr, loaded.source), start=1):
+    if dr.restarts:
+        click.echo("\nRestarted (Linkerd reads a peer's credentials when it starts, not when "
+                   "the Secret changes):")
+        for restart in dr.restarts:
+            click.echo(f"  deployment {restart.namespace}/{restart.deployment} in "
+                       f"{restart.cluster}: {restart.why}")
+    click.echo(f"\nCommands ({_run_in(where_pulumi, loaded.base_dir)}, "
+               "PULUMI_CONFIG_PASSPHRASE set):")
+    # The commands run where Pulumi.yaml is: the stack file as seen from there.
+    config_there = (os.path.relpath(Path(loaded.source).resolve(), where_pulumi.resolve())
+                    if where_pulumi is not None else loaded.source)
+    for i, command in enumerate(commands(dr, config_there), start=1):
         click.echo(f"\n# {i}. {command[2:]}")
 
 
@@ -138,6 +161,7 @@ def dr_adopt_cmd(config: Path, stack: str | None, project: str | None) -> None:
 
     loaded = _load(config)
     plan = _plan(loaded)
+    where_pulumi, stack_name, project_name = _pulumi_names(loaded, stack, project)
     if plan.pki.imported_root is None:
         click.echo(f"error: {loaded.source}: no meshboot:pki.rootCa: with the state gone, "
                    "the next `pulumi up` would generate a new root and the running clusters "
@@ -145,24 +169,78 @@ def dr_adopt_cmd(config: Path, stack: str | None, project: str | None) -> None:
                    f"first (`meshboot pki init --config {loaded.source} --from-store DIR`, or "
                    "from a `pulumi stack export` backup with --from-state).", err=True)
         sys.exit(EXIT_SPEC)
-    stack_name = stack or loaded.env
     click.echo(f"Re-adopting mesh {plan.mesh_id} ({plan.provider}) into an empty stack "
                f"{stack_name}. A `pulumi stack export` backup is simpler: `pulumi stack import "
                "--file BACKUP` then `pulumi refresh`. Otherwise, with PULUMI_CONFIG_PASSPHRASE "
-               "set, from the directory of Pulumi.yaml:")
-    for i, command in enumerate(adopt_commands(plan, stack_name,
-                                               project or _project(loaded.base_dir)), start=1):
+               f"set, {_run_in(where_pulumi, loaded.base_dir)}:")
+    for i, command in enumerate(adopt_commands(plan, stack_name, project_name), start=1):
         click.echo(f"\n# {i}. {command[2:]}")
 
 
+# Pulumi's names: project and stack names are 1-100 of [A-Za-z0-9_.-] (pulumi/pulumi
+# sdk/go/common/tokens/project.go ValidateProjectName, tokens/stack_name.go
+# ParseStackName); a stack may be given as [org/[project/]]stack, whose project part must be
+# the project's (pkg/backend/httpstate/backend.go ValidateStackName).
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def _pulumi_names(loaded: LoadedSpec, stack: str | None,
+                  project: str | None) -> tuple[Path | None, str, str]:
+    """(directory of Pulumi.yaml or None, stack, project) for the URNs and commands; exit 2
+    naming every name Pulumi would refuse, so no printed command or URN is one it rejects."""
+    where = _project_dir(loaded.base_dir)
+    project_name = project or (_project(where) if where else "meshboot")
+    stack_name = stack or loaded.env
+    problems = []
+    # Pulumi.yaml's own name is taken as the CLI takes it (it does not enforce the rule:
+    # sdk/go/common/workspace/project.go Validate); --project is checked.
+    if project is not None and not _NAME.fullmatch(project):
+        problems.append(f"--project: {project!r} is not a Pulumi project name (1-100 "
+                        "letters, digits, '-', '_', '.')")
+    parts = stack_name.split("/")
+    src = "--stack" if stack else f"{loaded.source}: the stack name from the file name"
+    if len(parts) > 3 or not all(_NAME.fullmatch(p) for p in parts):
+        problems.append(f"{src}: {stack_name!r} is not a Pulumi stack name ([org/[project/]]"
+                        "stack, each 1-100 letters, digits, '-', '_', '.')")
+    elif len(parts) == 3 and parts[1] != project_name:
+        problems.append(f"{src}: {stack_name!r} names project {parts[1]!r}, but the URNs are "
+                        f"of project {project_name!r} (Pulumi.yaml `name`, or --project)")
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_SPEC)
+    return where, stack_name, project_name
+
+
+def _project_dir(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding Pulumi.yaml: where the Pulumi CLI
+    finds the project when run there (pulumi/pulumi sdk/go/common/workspace/paths.go
+    DetectProjectPathFrom walks up the same way; a Pulumi.yaml with ``stackConfigDir``
+    keeps its stack files in a subdirectory)."""
+    for d in [start, *start.resolve().parents]:
+        if (d / "Pulumi.yaml").is_file() or (d / "Pulumi.yml").is_file():
+            return d
+    return None
+
+
+def _run_in(where: Path | None, base_dir: Path) -> str:
+    if where is None:
+        return (f"run them where your Pulumi.yaml is; none found at or above {base_dir}, so "
+                "the URNs assume project meshboot: --project to set it")
+    return ("run them here, where Pulumi.yaml is" if where.resolve() == Path.cwd().resolve()
+            else f"run them in {where}, where Pulumi.yaml is")
+
+
 def _project(base_dir: Path) -> str:
-    """The Pulumi project's ``name`` (URNs hold it); ``meshboot`` (this repository's) if
-    there is no readable Pulumi.yaml next to the stack file."""
+    """The Pulumi project's ``name`` (URNs hold it) from the Pulumi.yaml in ``base_dir``;
+    ``meshboot`` (this repository's) if it cannot be read."""
     import yaml
 
-    try:
-        doc = yaml.safe_load((base_dir / "Pulumi.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return "meshboot"
-    name = doc.get("name") if isinstance(doc, dict) else None
-    return name if isinstance(name, str) and name else "meshboot"
+    for file_name in ("Pulumi.yaml", "Pulumi.yml"):
+        try:
+            doc = yaml.safe_load((base_dir / file_name).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        name = doc.get("name") if isinstance(doc, dict) else None
+        return name if isinstance(name, str) and name else "meshboot"
+    return "meshboot"

@@ -184,6 +184,10 @@ class ClusterMesh(pulumi.ComponentResource):
             # PULUMI_K8S_UPSERT_EXISTING_OBJECTS never changes what meshboot does; on only
             # for a run that re-adopts live objects after Pulumi state was lost.
             upsert_existing_objects=adopt_existing_objects(),
+            # deleteUnreachable is left unset on purpose: a refresh configures the provider
+            # from its inputs in the state, and an input there overrides the environment
+            # (provider.go Configure), so only an unset one lets `meshboot dr plan`'s
+            # `PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh` drop a lost cluster's objects.
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["kubeconfig"]))
         self.done: dict[str, list[pulumi.Resource]] = {}
         self.secrets: dict[tuple[str, str], k8s.core.v1.Secret] = {}

@@ -242,8 +242,29 @@ def test_every_listed_urn_is_in_the_graph(rebuild: dict[str, Any]) -> None:
     text = "\n".join(commands(dr, "Pulumi.dev.yaml"))
     for urn in listed:
         assert f"'{urn}'" in text
-    assert f"--replace '{dr.intermediate_urn}'" in text
+    if dr.intermediate_urn is not None:
+        assert f"--replace '{dr.intermediate_urn}'" in text
+    else:
+        assert "--replace" not in text and "IntermediateCA" not in text
     assert json.dumps(text)  # one printable string per command
+
+
+def test_the_intermediate_is_listed_where_the_cluster_uses_it(rebuild: dict[str, Any]) -> None:
+    """From the recorded graph: C's intermediate is kept/re-issued/targeted exactly when a
+    resource in C depends on it (an Istio remote has no cacerts, so it uses none)."""
+    c, dr = rebuild["cluster"], rebuild["dr"]
+    after = by_urn(rebuild["after"])
+    ca = next(u for u, r in after.items() if r.type.endswith(":IntermediateCA") and
+              r.name == f"{c}-ca")
+    cm = next(u for u, r in after.items() if r.type == "meshboot:index:ClusterMesh"
+              and r.name == c)
+    used = any(ca in r.dependencies for r in after.values() if r.parent == cm)
+    assert dr.intermediate_urn == (ca if used else None)
+    assert (ca in dr.up_targets) == used and dr.replace == ([ca] if used else [])
+    if rebuild["spec"]["mesh"]["provider"] == "linkerd" or c == "a":
+        assert used   # the assertion above is not vacuous
+    else:
+        assert not used   # c: an Istio remote
 
 
 def test_stack_and_project_in_urns(rebuild: dict[str, Any]) -> None:
@@ -269,3 +290,46 @@ def test_urn_function_names_every_resource_the_program_registers(rebuild: dict[s
     assert {r.urn for r in computed if r.kind == "object"} == children(graph)
     types = {r.urn: r.type for r in graph.resources}
     assert all(types[r.urn] == r.type for r in computed if r.kind != "object")
+
+
+def test_verify_covers_every_cluster_whose_graph_changed(rebuild: dict[str, Any]) -> None:
+    """`meshboot verify --cluster X` checks X's own view (its remote secrets, Links); the
+    printed verify names the rebuilt cluster and each cluster holding a changed resource."""
+    spec, c, dr = rebuild["spec"], rebuild["cluster"], rebuild["dr"]
+    after = by_urn(rebuild["after"])
+    holders = set()
+    for name in changed(rebuild["before"], rebuild["after"]):
+        r = next(x for x in after.values() if x.name == name)
+        parent = after[r.parent] if r.parent in after else r
+        assert parent.type == "meshboot:index:ClusterMesh", (name, parent.type)
+        holders.add(parent.name)
+    assert holders - {c}   # the rebuild changed something in a peer
+    assert dr.verify_clusters == [c] + [n["name"] for n in spec["clusters"]
+                                        if n["name"] in holders - {c}]
+    verify = commands(dr, "Pulumi.dev.yaml")[-1].splitlines()[-1]
+    assert verify == ("meshboot verify --config Pulumi.dev.yaml "
+                      + " ".join(f"--cluster {n}" for n in dr.verify_clusters) + " --wait 5m")
+
+
+def test_linkerd_peers_restart_what_reads_the_credentials_at_start(
+        rebuild: dict[str, Any]) -> None:
+    """Linkerd's destination (remote discovery) and each Link's service mirror read a
+    credentials Secret when they start, not when `pulumi up` updates it: every peer holding
+    a credential for C restarts both; Istio (istiod follows Secret updates) restarts nothing."""
+    spec, c, dr = rebuild["spec"], rebuild["cluster"], rebuild["dr"]
+    cmds = commands(dr, "Pulumi.dev.yaml")
+    if spec["mesh"]["provider"] == "istio":
+        assert dr.restarts == [] and not any("kubectl" in x for x in cmds)
+        return
+    peers = [n["name"] for n in spec["clusters"] if n["name"] in peers_reading(spec, c)]
+    assert peers
+    assert [(r.cluster, r.namespace, r.deployment) for r in dr.restarts] == [
+        x for p in peers for x in ((p, "linkerd", "linkerd-destination"),
+                                   (p, "linkerd-multicluster", f"controller-{c}"))]
+    restart, verify = cmds[-2], cmds[-1]
+    assert "pulumi up" in cmds[-3] and "meshboot verify" in verify
+    for p in peers:
+        assert (f"-n linkerd-multicluster rollout restart deployment/controller-{c}"
+                f"   # {p}'s kubeconfig is inline") in restart
+        assert (f"-n linkerd rollout restart deployment/linkerd-destination"
+                f"   # {p}'s kubeconfig is inline") in restart

@@ -33,3 +33,16 @@ def test_providers_carry_upsert_existing_objects(monkeypatch: pytest.MonkeyPatch
     for p in providers:
         # Provider config travels as strings; the provider's Configure compares with "true".
         assert p.inputs["upsertExistingObjects"] == ("true" if wanted else "false"), p.name
+
+
+def test_providers_leave_delete_unreachable_to_the_refresh(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh configures each provider from its inputs in the state, and an input
+    overrides PULUMI_K8S_DELETE_UNREACHABLE (pulumi-kubernetes provider.go Configure): an
+    explicit deleteUnreachable would make `meshboot dr plan`'s refresh keep a lost
+    cluster's objects. The key must be absent."""
+    monkeypatch.delenv("PULUMI_K8S_DELETE_UNREACHABLE", raising=False)
+    run = run_program(with_fake_kubeconfigs(base_spec()))
+    providers = run.of_type(PROVIDER)
+    assert providers and all("upsertExistingObjects" in p.inputs for p in providers)
+    assert not any("deleteUnreachable" in p.inputs for p in providers)
