@@ -198,3 +198,19 @@ def test_root_source_reads_the_render_summary(tmp_path: Path) -> None:
         result = subprocess.run([bash, str(REPO / ".github" / "scripts" / "root-source.sh"), str(log)],
                                 capture_output=True, text=True, timeout=30, check=False)
         assert (result.returncode, result.stdout) == (0, f"{expected}\n"), line
+
+
+def test_auth_provider_credentials_are_masked_too(tmp_path: Path) -> None:
+    """kubectl's auth-provider entries (oidc, gcp) keep access-token / client-secret."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    content = ("apiVersion: v1\nkind: Config\nusers:\n- name: oidc\n  user:\n    auth-provider:\n"
+               "      name: oidc\n      config:\n        client-id: meshboot\n"
+               "        client-secret: cs-77aa\n        access-token: at-88bb\n")
+    result = subprocess.run([bash, str(REPO / ".github" / "scripts" / "write-kubeconfig.sh")],
+                            env={"PATH": "/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path),
+                                 "GITHUB_ENV": str(tmp_path / "env"), "KUBECONFIG_CONTENT": content},
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["::add-mask::cs-77aa", "::add-mask::at-88bb"]
