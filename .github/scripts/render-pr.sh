@@ -32,7 +32,7 @@ if [ -f "$base/$STACK_FILE" ]; then
   echo "base_exists=true" >> "$GITHUB_OUTPUT"
   base_meshboot="${BASE_MESHBOOT:-}"
   if [ -z "$base_meshboot" ]; then
-    python -m venv "$RUNNER_TEMP/base-venv"
+    "${PYTHON:-python3}" -m venv "$RUNNER_TEMP/base-venv"
     "$RUNNER_TEMP/base-venv/bin/pip" install --quiet -e "$base"
     base_meshboot="$RUNNER_TEMP/base-venv/bin/meshboot"
   fi

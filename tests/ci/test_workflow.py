@@ -214,3 +214,25 @@ def test_auth_provider_credentials_are_masked_too(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["::add-mask::cs-77aa", "::add-mask::at-88bb"]
+
+
+def test_readme_other_ci_steps_match_the_workflow() -> None:
+    """README "Other CI systems": the same scripts, Pulumi commands and exit-code handling."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("**Other CI systems**"):]
+    block = section[section.index("```bash"):section.index("```", section.index("```bash") + 7)]
+    for script in (".github/scripts/render-pr.sh", ".github/scripts/root-source.sh"):
+        assert script in block and (REPO / script).is_file()
+    assert "|| rc=$?" in block and "; rc=$?" not in block  # CI shells run with -e; 3 = changes
+    assert 'pulumi login "$PULUMI_BACKEND_URL"' in block
+    assert "pip install -e ." in block  # Pulumi.yaml's virtualenv: .venv
+    flow = _flow()
+    pulumi = {job: s["with"] for job, j in flow["jobs"].items() for s in j["steps"]
+              if s.get("uses", "").startswith("pulumi/actions@")}
+    for job, expected in (("review", "pulumi preview --stack prod --refresh\n"),
+                          ("deploy", "pulumi up --stack prod --yes"),
+                          ("drift", "pulumi preview --stack prod --refresh --expect-no-changes")):
+        assert expected in block, job
+        assert pulumi[job]["command"] == expected.split()[1]
+        assert bool(pulumi[job].get("refresh")) == ("--refresh" in expected), job
+        assert bool(pulumi[job].get("expect-no-changes")) == ("--expect-no-changes" in expected)
