@@ -9,6 +9,11 @@
 # checked for it, and the run would still be green.
 # With $BASE_REF (a pull request's base commit), a stack file the base has and this checkout
 # has not gets a warning: merging it leaves that environment's clusters as they are.
+# With $CHANGED_SINCE (a push's previous head), deploy lists only the environments the push
+# changes: those whose stack file changed, or all of them when meshboot's program changed
+# (Pulumi.yaml, __main__.py, clusters/, pki/, stacks/, scripts/, pyproject.toml). Otherwise
+# every merge would wait for every environment's approval of a no-op `pulumi up`. An unknown
+# previous head (a new branch, a force push) deploys all of them.
 set -euo pipefail
 review=()
 deploy=()
@@ -40,5 +45,17 @@ if [ -n "${BASE_REF:-}" ]; then
   done < <(git ls-tree --name-only "$BASE_REF" | grep -E '^Pulumi\.[^/]+\.yaml$' || true)
 fi
 [ "$missing" -eq 0 ] || exit 1
+if [ -n "${CHANGED_SINCE:-}" ] && [ "${#deploy[@]}" -gt 0 ] \
+    && git cat-file -e "$CHANGED_SINCE^{commit}" 2>/dev/null; then
+  changed="$(git diff --name-only "$CHANGED_SINCE" HEAD)"
+  if ! printf '%s\n' "$changed" \
+      | grep -qE '^(Pulumi\.yaml|__main__\.py|pyproject\.toml|(clusters|pki|stacks|scripts)/.*)$'; then
+    kept=()
+    for name in "${deploy[@]}"; do
+      if printf '%s\n' "$changed" | grep -qxF "Pulumi.$name.yaml"; then kept+=("$name"); fi
+    done
+    deploy=("${kept[@]}")
+  fi
+fi
 echo "review=$(jq -cn '$ARGS.positional' --args -- "${review[@]}")" >> "$GITHUB_OUTPUT"
 echo "deploy=$(jq -cn '$ARGS.positional' --args -- "${deploy[@]}")" >> "$GITHUB_OUTPUT"

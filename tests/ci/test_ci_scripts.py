@@ -201,3 +201,94 @@ def test_a_new_environment_without_root(history: tuple[Path, dict[str, str]], tm
     assert len(annotations) == 1 and annotations[0].startswith(f"{kind} file=Pulumi.prod.yaml::")
     assert "meshboot pki init --config Pulumi.prod.yaml" in annotations[0]
     assert "No root CA in Pulumi.prod.yaml" in (runner / "notes.md").read_text()
+
+
+# -- list-environments.sh on a push ------------------------------------------------------
+
+
+@pytest.fixture()
+def pushed(stacks: Path) -> tuple[Path, str]:
+    _git(stacks, "init", "-q")
+    (stacks / "stacks").mkdir()
+    (stacks / "stacks" / "plan.py").write_text("x = 1\n")
+    _git(stacks, "add", ".")
+    _git(stacks, "commit", "-qm", "before")
+    return stacks, _git(stacks, "rev-parse", "HEAD")
+
+
+def _deployed(repo: Path, before: str) -> subprocess.CompletedProcess[str]:
+    return _run("list-environments.sh", repo, {"GITHUB_OUTPUT": str(repo / ".out"),
+                                               "MESHBOOT_ENVIRONMENTS": "staging prod",
+                                               "CHANGED_SINCE": before})
+
+
+def test_a_push_deploys_the_environments_whose_stack_file_changed(pushed: tuple[Path, str]) -> None:
+    repo, before = pushed
+    (repo / "Pulumi.staging.yaml").write_text("config: {a: 1}\n")
+    (repo / "README.md").write_text("docs\n")  # does not change what is deployed
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "staging")
+    result = _deployed(repo, before)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = _outputs(repo / ".out")
+    assert json.loads(outputs["deploy"]) == ["staging"]
+    assert json.loads(outputs["review"]) == ["prod", "staging"]
+
+
+def test_a_push_changing_meshboot_deploys_every_environment(pushed: tuple[Path, str]) -> None:
+    repo, before = pushed
+    (repo / "stacks" / "plan.py").write_text("x = 2\n")
+    _git(repo, "commit", "-qam", "code")
+    result = _deployed(repo, before)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(_outputs(repo / ".out")["deploy"]) == ["prod", "staging"]
+
+
+def test_an_unknown_previous_head_deploys_every_environment(pushed: tuple[Path, str]) -> None:
+    repo, _ = pushed
+    for before in ("0" * 40, "1234567890abcdef1234567890abcdef12345678"):  # new branch, force push
+        result = _deployed(repo, before)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(_outputs(repo / ".out")["deploy"]) == ["prod", "staging"]
+
+
+# -- deploy-under-way.sh ------------------------------------------------------------------
+
+FAKE_GH = """#!/usr/bin/env bash
+# gh stand-in: the canned API answer for `run list` / `run view ID`, filtered by --jq as gh does.
+jq_expr=""; prev=""
+for arg in "$@"; do [ "$prev" = "--jq" ] && jq_expr="$arg"; prev="$arg"; done
+echo "$*" >> "$FAKE_GH_DIR/calls"
+if [ "$1 $2" = "run list" ]; then file="$FAKE_GH_DIR/runs.json"; else file="$FAKE_GH_DIR/run-$3.json"; fi
+jq -r "$jq_expr" "$file"
+"""
+
+
+@pytest.mark.parametrize(("job_status", "check"), [
+    ("in_progress", "false"), ("queued", "false"), ("waiting", "true"), ("completed", "true")])
+def test_drift_waits_for_a_queued_or_running_up(tmp_path: Path, job_status: str, check: str) -> None:
+    _tool("jq")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    (tmp_path / "runs.json").write_text(json.dumps([
+        {"databaseId": 11, "status": "in_progress"}, {"databaseId": 10, "status": "completed"}]))
+    (tmp_path / "run-11.json").write_text(json.dumps({"jobs": [
+        {"name": "list environments", "status": "completed"},
+        {"name": "pulumi up (staging)", "status": "in_progress"},
+        {"name": "pulumi up (prod)", "status": job_status}]}))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [_tool("bash"), str(SCRIPTS / "deploy-under-way.sh")], cwd=tmp_path,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_GH_DIR": str(tmp_path),
+             "JOB_NAME": "pulumi up (prod)", "GITHUB_REPOSITORY": "acme/mesh",
+             "GITHUB_WORKFLOW_REF": "acme/mesh/.github/workflows/meshboot.yml@refs/heads/main",
+             "GITHUB_OUTPUT": str(out)},
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _outputs(out) == {"check": check}
+    assert ("::notice::" in result.stdout) == (check == "false")
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0].startswith("run list --repo acme/mesh --workflow meshboot.yml --event push")
+    assert [c.split()[2] for c in calls[1:]] == ["11"]  # only the unfinished run is read

@@ -141,9 +141,11 @@ def test_drift_never_cancels_a_pending_deployment() -> None:
     assert drift_group.lower() != deploy.lower() and "${{ matrix.env }}" in drift_group
     # ... and it does not preview a stack that a deployment holds: listing runs needs actions: read.
     assert jobs["drift"]["permissions"]["actions"] == "read"
-    idle = jobs["drift"]["steps"][0]
-    assert idle["id"] == "idle" and "--event push" in idle["run"]
-    assert all(s.get("if") == "steps.idle.outputs.check == 'true'" for s in jobs["drift"]["steps"][1:])
+    steps = jobs["drift"]["steps"]
+    idle = steps[1]
+    assert idle["id"] == "idle" and idle["run"] == ".github/scripts/deploy-under-way.sh"
+    assert idle["env"]["JOB_NAME"] == jobs["deploy"]["name"]  # the job it looks for
+    assert all(s.get("if") == "steps.idle.outputs.check == 'true'" for s in steps[2:])
 
 
 def test_review_diffs_against_the_merge_commits_first_parent() -> None:
