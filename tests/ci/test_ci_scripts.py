@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, base_spec, write_stack
 
 SCRIPTS = REPO / ".github" / "scripts"
 MESHBOOT = Path(sys.executable).parent / "meshboot"
@@ -122,8 +122,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     _git(repo, "add", "README")
     _git(repo, "commit", "-qm", "c0")
     commits = {"c0": _git(repo, "rev-parse", "HEAD")}
-    stack = repo / "Pulumi.prod.yaml"
-    shutil.copyfile(REPO / "Pulumi.dev.yaml", stack)
+    spec = base_spec()
+    spec["services"][0]["timeout"] = "3s"
+    stack = write_stack(repo, spec, env="prod")
     _git(repo, "add", stack.name)
     _git(repo, "commit", "-qm", "c1")
     commits["c1"] = _git(repo, "rev-parse", "HEAD")
@@ -134,7 +135,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     _git(repo, "commit", "-qam", "c2")
     commits["c2"] = _git(repo, "rev-parse", "HEAD")
     data = yaml.safe_load(stack.read_text())
-    data["config"]["meshboot:services"][1]["timeout"] = "7s"
+    data["config"]["meshboot:services"][0]["timeout"] = "7s"
     stack.write_text(yaml.safe_dump(data, sort_keys=False))
     _git(repo, "commit", "-qam", "c3")
     commits["c3"] = _git(repo, "rev-parse", "HEAD")
