@@ -1,10 +1,9 @@
 """The workflow's shell scripts (.github/scripts), run as the workflow runs them.
 
 - list-environments.sh: the matrices, a MESHBOOT_ENVIRONMENTS name without a stack file,
-  a stack file the pull request removes;
-- render-pr.sh: a pull request's base and head renders on a fresh runner (no PKI store),
-  with the real `meshboot` of this virtualenv, in a throwaway git repository whose commits
-  are: no stack file; a stack file without a root; `meshboot pki init`; a change.
+  a stack file the pull request removes, the environments a push deploys;
+- deploy-under-way.sh: drift detection's guard, against a stand-in `gh`.
+(render-pr.sh: test_ci_render.py.)
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO, base_spec, write_stack
+from tests.conftest import REPO
 
 SCRIPTS = REPO / ".github" / "scripts"
 MESHBOOT = Path(sys.executable).parent / "meshboot"
@@ -106,102 +104,6 @@ def test_a_stack_file_removed_by_the_pull_request_is_warned(stacks: Path) -> Non
     assert len(warnings) == 1 and "file=Pulumi.old.yaml::" in warnings[0]
     assert "pulumi destroy --stack old" in warnings[0]
     assert json.loads(_outputs(out)["review"]) == ["prod", "staging"]
-
-
-# -- render-pr.sh ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """c0 no stack file; c1 Pulumi.prod.yaml without a root; c2 `pki init`; c3 a change."""
-    if not MESHBOOT.exists():
-        pytest.skip(f"{MESHBOOT} not installed (pip install -e .)")
-    repo = tmp_path_factory.mktemp("history")
-    _git(repo, "init", "-q")
-    (repo / "README").write_text("x\n")
-    _git(repo, "add", "README")
-    _git(repo, "commit", "-qm", "c0")
-    commits = {"c0": _git(repo, "rev-parse", "HEAD")}
-    spec = base_spec()
-    spec["services"][0]["timeout"] = "3s"
-    stack = write_stack(repo, spec, env="prod")
-    _git(repo, "add", stack.name)
-    _git(repo, "commit", "-qm", "c1")
-    commits["c1"] = _git(repo, "rev-parse", "HEAD")
-    init = subprocess.run([str(MESHBOOT), "pki", "init", "--config", stack.name], cwd=repo,
-                          env={"PATH": "/usr/bin:/bin", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert init.returncode == 0, init.stderr
-    _git(repo, "commit", "-qam", "c2")
-    commits["c2"] = _git(repo, "rev-parse", "HEAD")
-    data = yaml.safe_load(stack.read_text())
-    data["config"]["meshboot:services"][0]["timeout"] = "7s"
-    stack.write_text(yaml.safe_dump(data, sort_keys=False))
-    _git(repo, "commit", "-qam", "c3")
-    commits["c3"] = _git(repo, "rev-parse", "HEAD")
-    return repo, commits
-
-
-def _review(history: tuple[Path, dict[str, str]], tmp: Path, base: str, head: str,
-            deployed: bool) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
-    repo, commits = history
-    checkout = tmp / "checkout"
-    _git(repo, "worktree", "add", "-q", "--detach", str(checkout), commits[head])
-    runner = tmp / "runner"
-    runner.mkdir()
-    out = runner / "github_output"
-    result = _run("render-pr.sh", checkout, {
-        "STACK_FILE": "Pulumi.prod.yaml", "BASE_SHA": commits[base], "RUNNER_TEMP": str(runner),
-        "GITHUB_OUTPUT": str(out), "MESHBOOT": str(MESHBOOT), "BASE_MESHBOOT": str(MESHBOOT),
-        "DEPLOYED": "true" if deployed else "false", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})
-    return result, _outputs(out), runner
-
-
-def _diff(runner: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(MESHBOOT), "diff", str(runner / "render" / "base"),
-                           str(runner / "render" / "head")], capture_output=True, text=True,
-                          timeout=120, check=False)
-
-
-def test_the_pull_request_running_pki_init_is_reviewed(
-        history: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    # The base render makes a root up (no rootCa, fresh runner); sharing its store with
-    # the head, which imports the stack file's root, was refused with exit 2.
-    result, outputs, runner = _review(history, tmp_path, "c1", "c2", deployed=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert outputs == {"base_exists": "true", "base_root": "new", "head_root": "imported"}
-    assert "::error" not in result.stdout
-    assert "has no `meshboot:pki.rootCa`" in (runner / "notes.md").read_text()
-    diff = _diff(runner)
-    assert diff.returncode == 3, diff.stderr
-    assert "NEW ROOT" in diff.stdout
-
-
-def test_a_change_under_the_stack_files_root_shows_only_the_change(
-        history: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    result, outputs, runner = _review(history, tmp_path, "c2", "c3", deployed=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert outputs == {"base_exists": "true", "base_root": "imported", "head_root": "imported"}
-    assert (runner / "notes.md").read_text() == ""
-    diff = _diff(runner)
-    assert diff.returncode == 3, diff.stderr
-    assert "root unchanged" in diff.stdout and "NEW ROOT" not in diff.stdout
-    assert "re-issued" not in diff.stdout  # the head reused the base's intermediates
-    assert 'timeout: "3s" -> "7s"' in diff.stdout
-
-
-@pytest.mark.parametrize("deployed", [True, False])
-def test_a_new_environment_without_root(history: tuple[Path, dict[str, str]], tmp_path: Path,
-                                        deployed: bool) -> None:
-    result, outputs, runner = _review(history, tmp_path, "c0", "c1", deployed=deployed)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert outputs == {"base_exists": "false", "base_root": "none", "head_root": "new"}
-    assert not (runner / "render" / "base").exists()
-    kind = "::error" if deployed else "::warning"
-    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
-    assert len(annotations) == 1 and annotations[0].startswith(f"{kind} file=Pulumi.prod.yaml::")
-    assert "meshboot pki init --config Pulumi.prod.yaml" in annotations[0]
-    assert "No root CA in Pulumi.prod.yaml" in (runner / "notes.md").read_text()
 
 
 # -- list-environments.sh on a push ------------------------------------------------------
@@ -293,3 +195,67 @@ def test_drift_waits_for_a_queued_or_running_up(tmp_path: Path, job_status: str,
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls[0].startswith("run list --repo acme/mesh --workflow meshboot.yml --event push")
     assert [c.split()[2] for c in calls[1:]] == ["11"]  # only the unfinished run is read
+
+
+# -- render-pr.sh's decisions, with a stand-in meshboot (the real one: test_ci_render.py) --
+
+FAKE_MESHBOOT = """#!/usr/bin/env bash
+# meshboot stand-in: `render --config F --out DIR --pki-dir P` prints the root line the
+# stack file's first line asks for (`# root: imported|new`) and records its PKI store.
+config=""; out=""; pki=""
+while [ $# -gt 0 ]; do
+  case "$1" in --config) config="$2"; shift ;; --out) out="$2"; shift ;; --pki-dir) pki="$2"; shift ;; esac
+  shift
+done
+mkdir -p "$out"
+echo "$out $pki" >> "$FAKE_LOG"
+case "$(head -n1 "$config")" in
+  "# root: imported") echo "root CA: SHA-256 aa11 (imported: from $config (meshboot:pki.rootCa))" ;;
+  *) echo "root CA: SHA-256 bb22 (new: generated now into the PKI store $pki; keep it ...)" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("base_root", "head_root", "deployed", "annotation", "shared"), [
+    ("imported", "imported", True, None, True),
+    ("new", "imported", True, None, False),
+    ("new", "new", False, "::warning", False),
+    ("imported", "new", True, "::error", True),
+])
+def test_render_pr_decisions(tmp_path: Path, base_root: str, head_root: str, deployed: bool,
+                             annotation: str | None, shared: bool) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    stack = repo / "Pulumi.prod.yaml"
+    stack.write_text(f"# root: {base_root}\nconfig: {{}}\n")
+    _git(repo, "add", stack.name)
+    _git(repo, "commit", "-qm", "base")
+    base = _git(repo, "rev-parse", "HEAD")
+    stack.write_text(f"# root: {head_root}\nconfig: {{}}\n")
+    fake = tmp_path / "meshboot"
+    fake.write_text(FAKE_MESHBOOT)
+    fake.chmod(0o755)
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    log = tmp_path / "calls"
+    result = _run("render-pr.sh", repo, {
+        "STACK_FILE": stack.name, "BASE_SHA": base, "RUNNER_TEMP": str(runner),
+        "GITHUB_OUTPUT": str(runner / "out"), "MESHBOOT": str(fake), "BASE_MESHBOOT": str(fake),
+        "DEPLOYED": str(deployed).lower(), "FAKE_LOG": str(log)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _outputs(runner / "out") == {"base_exists": "true", "base_root": base_root,
+                                        "head_root": head_root}
+    (base_out, base_pki), (head_out, head_pki) = (line.split() for line in log.read_text().splitlines())
+    assert (base_out, head_out) == (str(runner / "render" / "base"), str(runner / "render" / "head"))
+    assert (head_pki == base_pki) == shared
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    if annotation is None:
+        assert annotations == []
+    else:
+        assert len(annotations) == 1
+        assert annotations[0].startswith(f"{annotation} file=Pulumi.prod.yaml::")
+        assert "meshboot pki init --config Pulumi.prod.yaml" in annotations[0]
+    notes = (runner / "notes.md").read_text()
+    assert ("has no `meshboot:pki.rootCa`: its render used a root CA made up" in notes) == \
+        (base_root != "imported")
