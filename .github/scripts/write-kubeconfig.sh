@@ -16,7 +16,7 @@ else
   printf '%s' "$KUBECONFIG_CONTENT" | base64 -d > "$file"
 fi
 chmod 600 "$file"
-{ grep -E '^[[:space:]]*(token|client-key-data|client-certificate-data|password|id-token|refresh-token):' "$file" || true; } \
+{ grep -E '^[[:space:]]*(token|client-key-data|client-certificate-data|password|id-token|refresh-token|access-token|client-secret):' "$file" || true; } \
   | sed -E 's/^[^:]*:[[:space:]]*//; s/^"(.*)"$/\1/' \
   | while IFS= read -r value; do
       if [ -n "$value" ]; then echo "::add-mask::$value"; fi
