@@ -118,12 +118,12 @@ def test_kubeconfig_written_private_and_masked(tmp_path: Path, encoded: bool) ->
 
 def test_pulumi_action_inputs_exist() -> None:
     """actionlint does not know pulumi/actions: check its inputs against upstream's action.yml."""
-    listed = (REPO / "tests" / "data" / "github-actions" / "pulumi-actions-v6-inputs.txt").read_text()
+    listed = (REPO / "tests" / "data" / "github-actions" / "pulumi-actions-v7-inputs.txt").read_text()
     inputs = {line for line in listed.splitlines() if line and not line.startswith("#")}
     flow = yaml.safe_load((REPO / ".github" / "workflows" / "meshboot.yml").read_text())
     used = [(step["uses"], key) for job in flow["jobs"].values() for step in job["steps"]
             if step.get("uses", "").startswith("pulumi/actions@") for key in step["with"]]
-    assert used and all(uses == "pulumi/actions@v6" for uses, _ in used)
+    assert used and all(uses == "pulumi/actions@v7" for uses, _ in used)
     assert sorted({key for _, key in used} - inputs) == []
 
 
