@@ -15,6 +15,7 @@ from typing import Any
 from clusters.spec import ClusterSpec, ServiceSpec, Spec
 from stacks.common import namespace
 from stacks.delivery.flagger import (
+    app_protocol,
     canary,
     canary_port,
     flagger_namespace,
@@ -22,6 +23,7 @@ from stacks.delivery.flagger import (
     flagger_services,
     metric_templates,
 )
+from stacks.linkerd.topology import APP_PROTOCOL
 from stacks.observability.prometheus import VIZ_NS, linkerd_rules_configmap, linkerd_viz_values
 from stacks.plan import ClusterPlan, HelmRelease, Step
 
@@ -53,7 +55,8 @@ def canary_service(s: ServiceSpec, apex_labels: dict[str, str],
     apex: dict[str, Any] = {"labels": dict(apex_labels)}
     if apex_annotations:
         apex["annotations"] = dict(apex_annotations)
-    return {"gatewayRefs": [{"name": s.name, "namespace": s.namespace, "group": "core",
+    return {**app_protocol(s, APP_PROTOCOL),
+            "gatewayRefs": [{"name": s.name, "namespace": s.namespace, "group": "core",
                              "kind": "Service", "port": port.port}],
             "apex": apex}
 
