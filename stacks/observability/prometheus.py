@@ -41,12 +41,17 @@ def cluster_relabel(cluster: str) -> dict[str, Any]:
 def istio_scrape_jobs(cluster: str) -> list[dict[str, Any]]:
     """Istio's proxies and istiod, as Istio's Prometheus Operator examples scrape them
     (istio/istio 1.30.3 samples/addons/extras/prometheus-operator.yaml: PodMonitor
-    ``envoy-stats-monitor``, ServiceMonitor ``istio-component-monitor``)."""
+    ``envoy-stats-monitor``, ServiceMonitor ``istio-component-monitor``). The
+    PodMonitor's selector (pods without the label ``istio-prometheus-ignore``) is
+    the first relabel step here."""
     envoy = {
         "job_name": "envoy-stats",
         "metrics_path": "/stats/prometheus",
         "kubernetes_sd_configs": [{"role": "pod"}],
         "relabel_configs": [
+            {"action": "drop",
+             "source_labels": ["__meta_kubernetes_pod_labelpresent_istio_prometheus_ignore"],
+             "regex": "true"},
             {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_name"],
              "regex": "istio-proxy"},
             {"action": "keep",

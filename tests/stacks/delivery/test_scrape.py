@@ -1,0 +1,75 @@
+"""The Istio scrape jobs meshboot renders, run on synthetic discovered targets.
+
+Debian's promtool cannot run Kubernetes discovery, so the relabelling is
+evaluated here with Prometheus' documented semantics (prometheus.io docs
+configuration ``<relabel_config>``; prometheus/prometheus model/relabel/relabel.go):
+source label values joined by ``;``, the regex anchored at both ends and ``(.*)``
+by default, ``keep``/``drop`` on a match, ``replace`` writing the expanded
+replacement (``$1`` by default) into the target label.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from stacks.observability.prometheus import istio_scrape_jobs
+
+
+def relabel(labels: dict[str, str], steps: list[dict[str, Any]]) -> dict[str, str] | None:
+    """The target's labels after ``steps``, None when a step drops it."""
+    out = dict(labels)
+    for step in steps:
+        action = step.get("action", "replace")
+        value = ";".join(out.get(name, "") for name in step.get("source_labels", []))
+        match = re.fullmatch(step.get("regex", "(.*)"), value)
+        if action == "keep" and match is None or action == "drop" and match is not None:
+            return None
+        if action == "replace" and match is not None:
+            template = re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", step.get("replacement", "$1"))
+            result = match.expand(template)
+            if result:
+                out[step["target_label"]] = result
+            else:
+                out.pop(step["target_label"], None)
+    return out
+
+
+def pod_target(container: str, ip: str = "10.1.2.3", **extra: str) -> dict[str, str]:
+    """A target of ``role: pod`` for a container port of an injected pod."""
+    return {"__address__": f"{ip}:15090", "__meta_kubernetes_namespace": "bookinfo",
+            "__meta_kubernetes_pod_name": "ratings-7d9f", "__meta_kubernetes_pod_ip": ip,
+            "__meta_kubernetes_pod_container_name": container,
+            "__meta_kubernetes_pod_annotationpresent_prometheus_io_scrape": "true",
+            "__meta_kubernetes_pod_annotation_prometheus_io_port": "15020", **extra}
+
+
+def test_envoy_stats_scrapes_each_sidecar_once_with_the_cluster() -> None:
+    envoy, _ = istio_scrape_jobs("east")
+    steps = envoy["relabel_configs"]
+    kept = relabel(pod_target("istio-proxy"), steps)
+    assert kept is not None
+    # Istio's merged metrics port (the pod's prometheus.io/port annotation)
+    assert kept["__address__"] == "10.1.2.3:15020"
+    assert (kept["namespace"], kept["pod"], kept["cluster"]) == ("bookinfo", "ratings-7d9f", "east")
+    v6 = relabel(pod_target("istio-proxy", ip="fd00::1:2"), steps)
+    assert v6 is not None and v6["__address__"] == "[fd00::1:2]:15020"
+    # the application's own container ports are other targets of the same pod
+    assert relabel(pod_target("ratings"), steps) is None
+    # pods Istio's PodMonitor leaves out (selector: no istio-prometheus-ignore label)
+    ignored = pod_target("istio-proxy", **{
+        "__meta_kubernetes_pod_label_istio_prometheus_ignore": "true",
+        "__meta_kubernetes_pod_labelpresent_istio_prometheus_ignore": "true"})
+    assert relabel(ignored, steps) is None
+
+
+def test_istiod_job_keeps_only_pilots_monitoring_port() -> None:
+    _, istiod = istio_scrape_jobs("west")
+    base = {"__address__": "10.9.0.4:15014", "__meta_kubernetes_service_label_istio": "pilot",
+            "__meta_kubernetes_endpoint_port_name": "http-monitoring"}
+    kept = relabel(base, istiod["relabel_configs"])
+    assert kept is not None and kept["cluster"] == "west"
+    assert relabel({**base, "__meta_kubernetes_endpoint_port_name": "grpc-xds"},
+                   istiod["relabel_configs"]) is None
+    assert relabel({**base, "__meta_kubernetes_service_label_istio": "eastwestgateway"},
+                   istiod["relabel_configs"]) is None
