@@ -32,6 +32,7 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                "set iterations per service (release.canary.analysis), with the "
                                "header that selects the testers: it turns a canary into an A/B test"))
         out += _check_weights(merged_analysis(d.analysis), f"{base}.analysis")
+        out += _check_interval(d.analysis, f"{base}.analysis")
     for i, s in enumerate(spec.services):
         canary = s.release.canary if s.release is not None else None
         if canary is None:
@@ -44,7 +45,50 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                                         "(meshboot:delivery.engine: flagger)"))
             continue
         out += _check_flagger_service(spec, s, i)
+    out += _check_metric_intervals(spec)
     out += _check_observability(spec)
+    return out
+
+
+# Flagger runs the analysis at most every 10s: a shorter interval is raised to 10s
+# (fluxcd/flagger v1.44.0 pkg/apis/flagger/v1beta1/canary.go GetAnalysisInterval).
+FLAGGER_MIN_INTERVAL_SECONDS = 10.0
+
+
+def _check_interval(a: AnalysisSpec, path: str) -> list[Problem]:
+    if a.interval is not None and prom_duration_seconds(a.interval) < FLAGGER_MIN_INTERVAL_SECONDS:
+        return [Problem(f"{path}.interval", f"{a.interval} is shorter than 10s: Flagger runs the "
+                                            "analysis at most every 10s (use 10s or more)")]
+    return []
+
+
+def _check_metric_intervals(spec: Spec) -> list[Problem]:
+    """Each Flagger canary's query window holds two scrapes of meshboot's Prometheus
+    (``rate()`` needs two samples: with fewer every check finds no data, and Flagger
+    counts that as a failed check). Reported where the window is set."""
+    d, o = spec.delivery, spec.observability
+    if d is None or o is None or not spec.flagger:
+        return []
+    scrape = prom_duration_seconds(o.scrape_interval)
+    out: list[Problem] = []
+    for i, s in enumerate(spec.services):
+        if not spec.flagger_canary(s):
+            continue
+        assert s.release is not None and s.release.canary is not None
+        own = s.release.canary.analysis
+        window = merged_analysis(own, d.analysis).metric_interval
+        assert window is not None
+        if prom_duration_seconds(window) >= 2 * scrape:
+            continue
+        if own is not None and own.metric_interval is not None:
+            path = f"meshboot:services[{i}].release.canary.analysis.metricInterval"
+        else:
+            path = "meshboot:delivery.analysis.metricInterval"
+        problem = Problem(path, f"{window} holds fewer than two scrapes ({o.scrape_interval}, "
+                                "meshboot:observability.scrapeInterval): the canary queries' "
+                                "rate() finds no data and Flagger rolls the canary back")
+        if problem not in out:
+            out.append(problem)
     return out
 
 
@@ -87,6 +131,7 @@ def _check_flagger_service(spec: Spec, s: ServiceSpec, i: int) -> list[Problem]:
     path = f"{base}.release.canary"
     own = canary.analysis
     if own is not None:
+        out += _check_interval(own, f"{path}.analysis")
         if own.step_weight is not None or own.max_weight is not None:
             # Otherwise both come from meshboot:delivery.analysis, checked there.
             out += _check_weights(merged_analysis(own, spec.delivery.analysis), f"{path}.analysis")
