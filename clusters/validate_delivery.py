@@ -93,8 +93,33 @@ def _check_metric_intervals(spec: Spec) -> list[Problem]:
 
 
 def delivery_warnings(spec: Spec) -> list[Problem]:
-    """Valid, but Flagger would fail every check: its queries select the cluster by the
-    ``cluster`` label, which the default Prometheus has only with meshboot:observability."""
+    """Valid, but likely to fail once deployed."""
+    return _cluster_label_warning(spec) + _viz_federation_warnings(spec)
+
+
+def _viz_federation_warnings(spec: Spec) -> list[Problem]:
+    """linkerd-viz's Prometheus answers only viz's metrics-api: its Server
+    ``prometheus-admin`` has one AuthorizationPolicy, for that ServiceAccount
+    (linkerd/linkerd2 edge-26.8.3 viz/charts/linkerd-viz/templates/prometheus-policy.yaml;
+    Flagger's chart adds its own, ``linkerdAuthPolicy``). Who the federating
+    Prometheus arrives as depends on the path to ``host:port`` (its own identity
+    pod-to-pod, the gateway's through a multicluster gateway, none through a load
+    balancer), which the spec does not say, so meshboot cannot write that policy."""
+    o = spec.observability
+    if spec.mesh.provider != "linkerd" or o is None or o.federation is None:
+        return []
+    f = o.federation
+    return [Problem(f"meshboot:observability.federation.targets.{name}",
+                    f"{name}'s linkerd-viz Prometheus admits only viz's metrics-api (Server "
+                    "linkerd-viz/prometheus-admin): add an AuthorizationPolicy there for the "
+                    f"identity or network {f.cluster}'s Prometheus arrives with, or /federate "
+                    "answers 403")
+            for name in f.targets if name != f.cluster and name in spec.cluster_names]
+
+
+def _cluster_label_warning(spec: Spec) -> list[Problem]:
+    """Flagger would fail every check: its queries select the cluster by the ``cluster``
+    label, which the default Prometheus has only with meshboot:observability."""
     d = spec.delivery
     if d is None or not spec.flagger or spec.observability is not None or d.prometheus is not None \
             or not any(spec.flagger_canary(s) for s in spec.services):

@@ -133,3 +133,21 @@ def test_a_named_prometheus_silences_the_warning(tmp_path: Path) -> None:
     result = run(tmp_path, spec_with(delivery={"prometheus": "http://thanos.example:9090"}))
     assert result.exit_code == 0, result.output
     assert "meshboot:delivery" not in result.output
+
+
+def test_linkerd_federation_warns_that_viz_prometheus_admits_only_metrics_api(tmp_path: Path) -> None:
+    """linkerd-viz's Prometheus authorizes only viz's metrics-api on its Server
+    ``prometheus-admin`` (linkerd2 edge-26.8.3 viz/charts/linkerd-viz/templates/
+    prometheus-policy.yaml): a federating Prometheus is refused unless authorized."""
+    federation = {"federation": {"cluster": "east", "targets": {"west": "prometheus.west.example:9090"}}}
+    spec = spec_with(observability=federation)
+    spec["mesh"]["provider"] = "linkerd"
+    result = run(tmp_path, spec)
+    assert result.exit_code == 0, result.output
+    assert "meshboot:observability.federation.targets.west: west's linkerd-viz Prometheus admits " \
+           "only viz's metrics-api" in result.output
+    spec["mesh"]["provider"] = "istio"   # Istio's Prometheus is not behind a mesh policy
+    (tmp_path / "istio").mkdir()
+    result = run(tmp_path / "istio", spec)
+    assert result.exit_code == 0, result.output
+    assert "federation.targets" not in result.output
