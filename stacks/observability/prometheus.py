@@ -87,19 +87,37 @@ def istio_scrape_jobs(cluster: str) -> list[dict[str, Any]]:
     return [envoy, istiod]
 
 
+# Histograms are federated as their three series families.
+_HISTOGRAM = "_(bucket|sum|count)"
+# What the federating Prometheus pulls from the others. Istio: all its standard metrics
+# (istio.io docs/reference/config/metrics), since Kiali's mesh-wide graph and metrics
+# read that Prometheus and use them all (kiali/kiali business/metrics_definitions.go,
+# graph/telemetry/istio/istio.go: TCP bytes and connections, request and response
+# sizes, gRPC messages, duration sums), not only the two the canary checks use. The
+# agent's and Envoy's own metrics stay in each cluster. Linkerd: what the canary
+# checks and the recording rules use (viz has no multi-cluster view to feed).
+FEDERATED = {
+    "istio": ("istio_requests_total", f"istio_request_duration_milliseconds{_HISTOGRAM}",
+              f"istio_request_bytes{_HISTOGRAM}", f"istio_response_bytes{_HISTOGRAM}",
+              "istio_request_messages_total", "istio_response_messages_total",
+              "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total",
+              "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total"),
+    "linkerd": (METRICS["linkerd"].requests, METRICS["linkerd"].latency_bucket),
+}
+
+
 def federation_jobs(spec: Spec, cluster: str) -> list[dict[str, Any]]:
     """In the federating cluster: one ``/federate`` job per other cluster.
 
     ``honor_labels`` keeps each series' own ``cluster`` (Prometheus federation
     docs: "honor_labels ... ensures the labels of the federated series are
-    kept"); the request metrics are federated raw, so the canary queries and
-    the recording rules run there unchanged.
+    kept"); the mesh's metrics (:data:`FEDERATED`) are federated raw, so the
+    canary queries and the recording rules run there unchanged.
     """
     f = observability(spec).federation
     if f is None or f.cluster != cluster:
         return []
-    m = METRICS[spec.mesh.provider]
-    names = f"{m.requests}|{m.latency_bucket}"
+    names = "|".join(FEDERATED[spec.mesh.provider])
     return [{
         "job_name": f"federate-{name}",
         "honor_labels": True,

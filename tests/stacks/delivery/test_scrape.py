@@ -13,7 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import yaml
+
 from stacks.observability.prometheus import istio_scrape_jobs
+from tests.stacks.delivery.specs import find
 
 
 def relabel(labels: dict[str, str], steps: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -73,3 +76,42 @@ def test_istiod_job_keeps_only_pilots_monitoring_port() -> None:
                    istiod["relabel_configs"]) is None
     assert relabel({**base, "__meta_kubernetes_service_label_istio": "eastwestgateway"},
                    istiod["relabel_configs"]) is None
+
+
+def federated_names(job: dict[str, Any]) -> str:
+    [selector] = job["params"]["match[]"]
+    found = re.fullmatch(r'\{__name__=~"(.*)"\}', selector)
+    assert found is not None, selector
+    return found.group(1)
+
+
+def test_federation_pulls_what_kiali_and_the_canary_checks_read(rendered: Any) -> None:
+    """The federating Prometheus (east) is the one Kiali reads for a mesh-wide view and
+    the canary checks and recording rules may query: Istio's standard metrics
+    (istio.io docs/reference/config/metrics; Kiali uses all of them,
+    kiali/kiali business/metrics_definitions.go), not the proxies' own."""
+    provider, tree = rendered
+    [cm] = find(tree["east"], "ConfigMap", "meshboot-prometheus" if provider == "istio"
+                else "meshboot-prometheus-rules")
+    if provider == "istio":
+        config = yaml.safe_load(cm["data"]["prometheus.yml"])
+        jobs = config["scrape_configs"]
+    else:
+        [viz] = find(tree["east"], "HelmRelease", "linkerd-viz")
+        jobs = viz["spec"]["values"]["prometheus"]["scrapeConfigs"]
+    [job] = [j for j in jobs if j["job_name"] == "federate-west"]
+    names = federated_names(job)   # Prometheus anchors the regex at both ends
+    queries = " ".join(t["spec"]["query"] for t in find(tree["west"], "MetricTemplate"))
+    used = set(re.findall(r"\b([a-z_]+)\{", queries))
+    assert used and all(re.fullmatch(names, n) for n in used)
+    if provider == "istio":
+        for kiali in ("istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total",
+                      "istio_tcp_connections_opened_total", "istio_request_bytes_sum",
+                      "istio_response_bytes_bucket", "istio_request_duration_milliseconds_sum",
+                      "istio_request_duration_milliseconds_count", "istio_request_messages_total",
+                      "istio_response_messages_total"):
+            assert re.fullmatch(names, kiali), kiali
+        for local in ("istio_agent_go_goroutines", "envoy_cluster_upstream_rq_total", "istio_build"):
+            assert not re.fullmatch(names, local), local
+    else:
+        assert not re.fullmatch(names, "tcp_open_total")
