@@ -94,7 +94,23 @@ def _check_metric_intervals(spec: Spec) -> list[Problem]:
 
 def delivery_warnings(spec: Spec) -> list[Problem]:
     """Valid, but likely to fail once deployed."""
-    return _cluster_label_warning(spec) + _viz_federation_warnings(spec)
+    return _cluster_label_warning(spec) + _default_deny_warnings(spec) + _viz_federation_warnings(spec)
+
+
+def _default_deny_warnings(spec: Spec) -> list[Problem]:
+    """``security.defaultDeny`` admits only what a service's ``authorization`` allows,
+    and a Flagger canary cannot have one (Flagger relabels the primary pods
+    ``app: <svc>-primary``, fluxcd/flagger pkg/canary/deployment_controller.go): every
+    call to the service, the canary checks' traffic included, would be denied."""
+    if not spec.security.default_deny or not spec.flagger:
+        return []
+    return [Problem("meshboot:security.defaultDeny",
+                    f"{s.name} ({s.namespace}) is released by Flagger, so meshboot renders no "
+                    "authorization for it: every call to it is denied (and Flagger, finding no "
+                    "traffic, rolls the canary back). Allow its callers yourself on the pods "
+                    f"labelled app: {s.name} and app: {s.name}-primary, or use "
+                    "meshboot:delivery.engine: static")
+            for s in spec.services if spec.flagger_canary(s)]
 
 
 def _viz_federation_warnings(spec: Spec) -> list[Problem]:

@@ -151,3 +151,20 @@ def test_linkerd_federation_warns_that_viz_prometheus_admits_only_metrics_api(tm
     result = run(tmp_path / "istio", spec)
     assert result.exit_code == 0, result.output
     assert "federation.targets" not in result.output
+
+
+def test_default_deny_with_a_flagger_canary_warns_that_every_call_is_denied(tmp_path: Path) -> None:
+    """defaultDeny admits what `authorization` allows, which a Flagger canary cannot have:
+    the rendered namespace policy denies every call to the service."""
+    spec = spec_with(**FLAGGER)
+    spec["security"] = {"defaultDeny": True}
+    result = run(tmp_path, spec)
+    assert result.exit_code == 0, result.output
+    assert "meshboot:security.defaultDeny: reviews (shop) is released by Flagger" in result.output
+    deny = [f for f in (tmp_path / "out").rglob("*.yaml") if "default-deny" in f.read_text()]
+    assert deny   # the namespace-wide deny the warning is about is rendered
+    spec["delivery"] = {"engine": "static"}
+    (tmp_path / "static").mkdir()
+    result = run(tmp_path / "static", spec)
+    assert result.exit_code == 0, result.output
+    assert "defaultDeny" not in result.output
