@@ -330,3 +330,27 @@ def test_flagger_writes_the_port_meshboots_service_would_have(provider: str) -> 
     assert port["appProtocol"] == {"istio": "grpc", "linkerd": "kubernetes.io/h2c"}[provider]
     assert (svc["portName"], svc["appProtocol"], svc["port"]) == \
         (port["name"], port["appProtocol"], port["port"])
+
+
+def test_callers_where_flagger_does_not_run_keep_the_client_policy() -> None:
+    """A primary that does not run the service has no Flagger and no Flagger route: its
+    callers get meshboot's VirtualService and DestinationRule on <svc> as for the same
+    service without a release (timeout, retries, outlier detection), not nothing."""
+    spec = delivery_spec("istio")
+    reviews = spec["services"][1]   # a Flagger canary, runs only in west
+    assert reviews["clusters"] == ["west"]
+    reviews.update({"timeout": "2s", "outlierDetection": {"consecutive5xxErrors": 4},
+                    "retries": {"attempts": 2, "allowNonIdempotent": True}})
+    east = plan_objects(spec)["east"]
+    west = plan_objects(spec)["west"]
+    assert not find(west, "VirtualService", "reviews") and not find(west, "DestinationRule", "reviews")
+    [vs] = find(east, "VirtualService", "reviews")
+    [dr] = find(east, "DestinationRule", "reviews")
+    # the same service released by nobody
+    del reviews["release"], reviews["versions"]
+    plain = plan_objects(spec)["east"]
+    assert find(plain, "VirtualService", "reviews") == [vs]
+    assert find(plain, "DestinationRule", "reviews") == [dr]
+    [route] = vs["spec"]["http"]
+    assert route["timeout"] == "2s" and route["retries"]["attempts"] == 2
+    assert dr["spec"]["trafficPolicy"]["outlierDetection"] == {"consecutive5xxErrors": 4}
