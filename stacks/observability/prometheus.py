@@ -123,7 +123,10 @@ def federation_jobs(spec: Spec, cluster: str) -> list[dict[str, Any]]:
         "honor_labels": True,
         "metrics_path": "/federate",
         "params": {"match[]": [f'{{__name__=~"{names}"}}']},
-        "static_configs": [{"targets": [f.targets[name]]}],
+        # As Istio's multicluster monitoring guide (istio.io docs/ops/configuration/
+        # telemetry/monitoring-multicluster-prometheus): series that come without
+        # `cluster` (a Prometheus meshboot did not configure) still get theirs.
+        "static_configs": [{"targets": [f.targets[name]], "labels": {CLUSTER_LABEL: name}}],
     } for name in spec.cluster_names if name in f.targets]
 
 

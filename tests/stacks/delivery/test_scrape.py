@@ -100,6 +100,10 @@ def test_federation_pulls_what_kiali_and_the_canary_checks_read(rendered: Any) -
         [viz] = find(tree["east"], "HelmRelease", "linkerd-viz")
         jobs = viz["spec"]["values"]["prometheus"]["scrapeConfigs"]
     [job] = [j for j in jobs if j["job_name"] == "federate-west"]
+    assert job["honor_labels"] is True   # each series keeps its own cluster label...
+    # ...and one that has none gets the target's (Istio's multicluster monitoring guide)
+    assert job["static_configs"] == [{"targets": ["prometheus.west.example:9090"],
+                                      "labels": {"cluster": "west"}}]
     names = federated_names(job)   # Prometheus anchors the regex at both ends
     queries = " ".join(t["spec"]["query"] for t in find(tree["west"], "MetricTemplate"))
     used = set(re.findall(r"\b([a-z_]+)\{", queries))
