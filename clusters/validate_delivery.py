@@ -32,6 +32,7 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                "set iterations per service (release.canary.analysis), with the "
                                "header that selects the testers: it turns a canary into an A/B test"))
         out += _check_weights(merged_analysis(d.analysis), f"{base}.analysis")
+        out += _check_interval(d.analysis, f"{base}.analysis")
     for i, s in enumerate(spec.services):
         canary = s.release.canary if s.release is not None else None
         if canary is None:
@@ -44,13 +45,97 @@ def validate_delivery(spec: Spec) -> list[Problem]:
                                                         "(meshboot:delivery.engine: flagger)"))
             continue
         out += _check_flagger_service(spec, s, i)
+    out += _check_metric_intervals(spec)
     out += _check_observability(spec)
     return out
 
 
+# Flagger runs the analysis at most every 10s: a shorter interval is raised to 10s
+# (fluxcd/flagger v1.44.0 pkg/apis/flagger/v1beta1/canary.go GetAnalysisInterval).
+FLAGGER_MIN_INTERVAL_SECONDS = 10.0
+
+
+def _check_interval(a: AnalysisSpec, path: str) -> list[Problem]:
+    if a.interval is not None and prom_duration_seconds(a.interval) < FLAGGER_MIN_INTERVAL_SECONDS:
+        return [Problem(f"{path}.interval", f"{a.interval} is shorter than 10s: Flagger runs the "
+                                            "analysis at most every 10s (use 10s or more)")]
+    return []
+
+
+def _check_metric_intervals(spec: Spec) -> list[Problem]:
+    """Each Flagger canary's query window holds two scrapes of meshboot's Prometheus
+    (``rate()`` needs two samples: with fewer every check finds no data, and Flagger
+    counts that as a failed check). Reported where the window is set."""
+    d, o = spec.delivery, spec.observability
+    if d is None or o is None or not spec.flagger:
+        return []
+    scrape = prom_duration_seconds(o.scrape_interval)
+    out: list[Problem] = []
+    for i, s in enumerate(spec.services):
+        if not spec.flagger_canary(s):
+            continue
+        assert s.release is not None and s.release.canary is not None
+        own = s.release.canary.analysis
+        window = merged_analysis(own, d.analysis).metric_interval
+        assert window is not None
+        if prom_duration_seconds(window) >= 2 * scrape:
+            continue
+        if own is not None and own.metric_interval is not None:
+            path = f"meshboot:services[{i}].release.canary.analysis.metricInterval"
+        else:
+            path = "meshboot:delivery.analysis.metricInterval"
+        problem = Problem(path, f"{window} holds fewer than two scrapes ({o.scrape_interval}, "
+                                "meshboot:observability.scrapeInterval): the canary queries' "
+                                "rate() finds no data and Flagger rolls the canary back")
+        if problem not in out:
+            out.append(problem)
+    return out
+
+
 def delivery_warnings(spec: Spec) -> list[Problem]:
-    """Valid, but Flagger would fail every check: its queries select the cluster by the
-    ``cluster`` label, which the default Prometheus has only with meshboot:observability."""
+    """Valid, but likely to fail once deployed."""
+    return _cluster_label_warning(spec) + _default_deny_warnings(spec) + _viz_federation_warnings(spec)
+
+
+def _default_deny_warnings(spec: Spec) -> list[Problem]:
+    """``security.defaultDeny`` admits only what a service's ``authorization`` allows,
+    and a Flagger canary cannot have one (Flagger relabels the primary pods
+    ``app: <svc>-primary``, fluxcd/flagger pkg/canary/deployment_controller.go): every
+    call to the service, the canary checks' traffic included, would be denied."""
+    if not spec.security.default_deny or not spec.flagger:
+        return []
+    return [Problem("meshboot:security.defaultDeny",
+                    f"{s.name} ({s.namespace}) is released by Flagger, so meshboot renders no "
+                    "authorization for it: every call to it is denied (and Flagger, finding no "
+                    "traffic, rolls the canary back). Allow its callers yourself on the pods "
+                    f"labelled app: {s.name} and app: {s.name}-primary, or use "
+                    "meshboot:delivery.engine: static")
+            for s in spec.services if spec.flagger_canary(s)]
+
+
+def _viz_federation_warnings(spec: Spec) -> list[Problem]:
+    """linkerd-viz's Prometheus answers only viz's metrics-api: its Server
+    ``prometheus-admin`` has one AuthorizationPolicy, for that ServiceAccount
+    (linkerd/linkerd2 edge-26.8.3 viz/charts/linkerd-viz/templates/prometheus-policy.yaml;
+    Flagger's chart adds its own, ``linkerdAuthPolicy``). Who the federating
+    Prometheus arrives as depends on the path to ``host:port`` (its own identity
+    pod-to-pod, the gateway's through a multicluster gateway, none through a load
+    balancer), which the spec does not say, so meshboot cannot write that policy."""
+    o = spec.observability
+    if spec.mesh.provider != "linkerd" or o is None or o.federation is None:
+        return []
+    f = o.federation
+    return [Problem(f"meshboot:observability.federation.targets.{name}",
+                    f"{name}'s linkerd-viz Prometheus admits only viz's metrics-api (Server "
+                    "linkerd-viz/prometheus-admin): add an AuthorizationPolicy there for the "
+                    f"identity or network {f.cluster}'s Prometheus arrives with, or /federate "
+                    "answers 403")
+            for name in f.targets if name != f.cluster and name in spec.cluster_names]
+
+
+def _cluster_label_warning(spec: Spec) -> list[Problem]:
+    """Flagger would fail every check: its queries select the cluster by the ``cluster``
+    label, which the default Prometheus has only with meshboot:observability."""
     d = spec.delivery
     if d is None or not spec.flagger or spec.observability is not None or d.prometheus is not None \
             or not any(spec.flagger_canary(s) for s in spec.services):
@@ -87,6 +172,7 @@ def _check_flagger_service(spec: Spec, s: ServiceSpec, i: int) -> list[Problem]:
     path = f"{base}.release.canary"
     own = canary.analysis
     if own is not None:
+        out += _check_interval(own, f"{path}.analysis")
         if own.step_weight is not None or own.max_weight is not None:
             # Otherwise both come from meshboot:delivery.analysis, checked there.
             out += _check_weights(merged_analysis(own, spec.delivery.analysis), f"{path}.analysis")

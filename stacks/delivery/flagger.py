@@ -132,6 +132,13 @@ def canary_port(s: ServiceSpec) -> PortSpec:
     return s.http_ports[0]
 
 
+def app_protocol(s: ServiceSpec, app_protocols: dict[str, str]) -> dict[str, str]:
+    """``{"appProtocol": ...}`` of the canary port when its protocol is declared, in the
+    mesh's spelling (``app_protocols``: the provider's Service ports use the same map)."""
+    protocol = canary_port(s).protocol
+    return {"appProtocol": app_protocols[protocol]} if protocol in app_protocols else {}
+
+
 def canary(spec: Spec, s: ServiceSpec, service: dict[str, Any]) -> dict[str, Any]:
     """The Canary for ``s``; ``service``: the provider's part of ``spec.service``."""
     assert s.release is not None and s.release.canary is not None
@@ -142,6 +149,12 @@ def canary(spec: Spec, s: ServiceSpec, service: dict[str, Any]) -> dict[str, Any
         svc["name"] = s.name
     svc["port"] = port.port
     svc["targetPort"] = port.target_port or port.port
+    # Flagger writes the main port of the Services itself (and rewrites the ports of a
+    # Service it adopts): named `portName`, default "http", with `appProtocol`
+    # (fluxcd/flagger v1.44.0 pkg/router/kubernetes_default.go reconcileService). The
+    # spec's name, and the provider's appProtocol in ``service``, keep what meshboot's
+    # Service would have declared.
+    svc["portName"] = port.name
     if len(s.ports) > 1:
         # The other ports are copied onto the generated Services (Flagger portDiscovery).
         svc["portDiscovery"] = True

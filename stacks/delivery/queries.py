@@ -95,8 +95,9 @@ def recording_rules(provider: str, window: str) -> list[dict[str, object]]:
     (prometheus.io docs/practices/rules). ``cluster:`` rules keep the
     ``cluster`` label, ``mesh:`` rules sum over every cluster the Prometheus
     sees (the federating one sees them all). For Istio, ``cluster_pair:``
-    counts calls that cross clusters, by ``source_cluster`` and
-    ``destination_cluster`` (labels of Istio's standard metrics).
+    counts calls by ``source_cluster`` and ``destination_cluster`` (labels of
+    Istio's standard metrics; PromQL cannot compare two labels, so the pairs of
+    a cluster with itself, its local calls, are there too).
     """
     m = METRICS[provider]
     inbound = _selector(*m.inbound)

@@ -14,14 +14,14 @@ from typing import Any
 from clusters.spec import ClusterSpec, ServiceSpec, Spec
 from stacks.common import namespace, service_account_token_secret
 from stacks.delivery.flagger import (
+    app_protocol,
     canary,
-    canary_port,
     flagger_namespace,
     flagger_release,
     flagger_services,
     metric_templates,
 )
-from stacks.istio.policy import traffic_policy
+from stacks.istio.policy import _APP_PROTOCOL, traffic_policy
 from stacks.istio.topology import ISTIO_NS
 from stacks.observability.kiali import (
     KIALI_SA,
@@ -44,7 +44,7 @@ def extra_namespaces(spec: Spec, c: ClusterSpec) -> list[dict[str, Any]]:
 def canary_service(spec: Spec, s: ServiceSpec) -> dict[str, Any]:
     """The Istio part of ``Canary.spec.service``: what meshboot's VirtualService and
     DestinationRule would have carried (Flagger copies them into its own)."""
-    out: dict[str, Any] = {"portName": canary_port(s).name}
+    out: dict[str, Any] = app_protocol(s, _APP_PROTOCOL)
     if s.retries is not None:
         r = s.retries
         retries: dict[str, Any] = {"attempts": r.attempts, "retryOn": ",".join(r.retry_on)}

@@ -75,6 +75,11 @@ def istio_policy_objects(spec: Spec, source: str = "spec", topology: IstioTopolo
         runs = set(s.clusters)
         built = _ServiceObjects(spec, s, topology)
         flagger = spec.flagger_canary(s)
+        # Where no Flagger runs (a primary that does not run the service) the callers
+        # still get the spec's client-side policy: meshboot's route and DestinationRule
+        # on <svc> without the release, whose weights are Flagger's business.
+        unreleased = built if not flagger else _ServiceObjects(
+            spec, s.model_copy(update={"release": None, "versions": None}), topology)
         for c in caller_list:
             if c in runs:
                 continue
@@ -87,14 +92,15 @@ def istio_policy_objects(spec: Spec, source: str = "spec", topology: IstioTopolo
             if callers_p:
                 if spec.traffic.cross_cluster == "serviceEntry" and not runs_p:
                     out[p].append(built.service_entry)
-                if not flagger:
+                if not flagger or not runs_p:
                     # Flagger owns VirtualService <svc> and DestinationRules <svc>-primary/
-                    # -canary (stacks.delivery.flagger): meshboot renders neither route nor
-                    # a DestinationRule on <svc> (Flagger's routes name the other hosts).
-                    dr = built.destination_rule
+                    # -canary (stacks.delivery.flagger) where it runs: there meshboot
+                    # renders neither route nor a DestinationRule on <svc> (Flagger's
+                    # routes name the other hosts).
+                    dr = unreleased.destination_rule
                     if dr is not None:
                         out[p].append(dr)
-                    vs = built.virtual_service(p, callers_p)
+                    vs = unreleased.virtual_service(p, callers_p)
                     if vs is not None:
                         out[p].append(vs)
             if runs_p:

@@ -15,6 +15,7 @@ from typing import Any
 from clusters.spec import ClusterSpec, ServiceSpec, Spec
 from stacks.common import namespace
 from stacks.delivery.flagger import (
+    app_protocol,
     canary,
     canary_port,
     flagger_namespace,
@@ -22,6 +23,8 @@ from stacks.delivery.flagger import (
     flagger_services,
     metric_templates,
 )
+from stacks.linkerd.policy import gateway_api_duration
+from stacks.linkerd.topology import APP_PROTOCOL
 from stacks.observability.prometheus import VIZ_NS, linkerd_rules_configmap, linkerd_viz_values
 from stacks.plan import ClusterPlan, HelmRelease, Step
 
@@ -51,9 +54,13 @@ def canary_service(s: ServiceSpec, apex_labels: dict[str, str],
     which Flagger owns, carries the labels meshboot's Service would have (export)."""
     port = canary_port(s)
     apex: dict[str, Any] = {"labels": dict(apex_labels)}
+    # Flagger copies service.timeout into the HTTPRoute's rules[].timeouts.request
+    # (pkg/router/gateway_api.go makeHTTPRouteTimeouts): a Gateway API Duration.
+    timeout = {"timeout": gateway_api_duration(s.timeout)} if s.timeout is not None else {}
     if apex_annotations:
         apex["annotations"] = dict(apex_annotations)
-    return {"gatewayRefs": [{"name": s.name, "namespace": s.namespace, "group": "core",
+    return {**app_protocol(s, APP_PROTOCOL), **timeout,
+            "gatewayRefs": [{"name": s.name, "namespace": s.namespace, "group": "core",
                              "kind": "Service", "port": port.port}],
             "apex": apex}
 

@@ -45,7 +45,15 @@ from stacks.delivery.flagger import flagger_services
 from stacks.labels import MANAGED
 from stacks.linkerd import delivery
 from stacks.linkerd.policy import linkerd_policy_objects, namespace_annotations, service_annotations
-from stacks.linkerd.topology import GATEWAY, LINKERD_NS, MC_NS, Link, LinkerdTopology, gateway_identity
+from stacks.linkerd.topology import (
+    APP_PROTOCOL,
+    GATEWAY,
+    LINKERD_NS,
+    MC_NS,
+    Link,
+    LinkerdTopology,
+    gateway_identity,
+)
 from stacks.plan import (
     ClusterPlan,
     GatewayAddressRef,
@@ -439,10 +447,6 @@ def link_object(spec: Spec, link: Link) -> dict[str, Any]:
     }
 
 
-_APP_PROTOCOL = {"HTTP": "http", "HTTP2": "kubernetes.io/h2c", "GRPC": "kubernetes.io/h2c",
-                 "HTTPS": "https"}
-
-
 def service_object(topology: LinkerdTopology, svc: ServiceSpec, cluster: str) -> dict[str, Any]:
     """The Service meshboot owns in a cluster that runs ``svc``.
 
@@ -452,7 +456,7 @@ def service_object(topology: LinkerdTopology, svc: ServiceSpec, cluster: str) ->
     is lost the next time they apply it.
     """
     key, value = export_label(topology, svc, cluster)
-    ports = service_ports(svc, _APP_PROTOCOL, explicit_target=True)
+    ports = service_ports(svc, APP_PROTOCOL, explicit_target=True)
     meta: dict[str, Any] = {
         "name": svc.name, "namespace": svc.namespace,
         "labels": dict(sorted({**MANAGED, "app": svc.name, key: value}.items()))}

@@ -222,6 +222,25 @@ def single_unit_duration(value: str) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
+# Gateway API Duration (GEP-2257): up to four parts of h, m, s, ms, each at most five
+# digits (the HTTPRoute CRD's `^([0-9]{1,5}(h|m|s|ms)){1,4}$`).
+_GATEWAY_API_MAX_MS = ((99999 * 60 + 59) * 60 + 59) * 1000 + 999
+
+
+def gateway_api_duration(value: str) -> str:
+    """``value`` as a Gateway API Duration: ``1.5s`` -> ``1s500ms``, ``90s`` -> ``1m30s``.
+
+    The spec takes Go durations, which the HTTPRoute CRD refuses unless they are
+    in this form. Whole milliseconds (its finest unit), at least 1ms: ``0s``
+    would turn the timeout off (GEP-1742); at most 99999h59m59s999ms."""
+    ms = min(max(1, round(duration_seconds(value) * 1000)), _GATEWAY_API_MAX_MS)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s"), (ms, "ms"))
+                   if n)
+
+
 def _version_service(spec: Spec, svc: ServiceSpec, version: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": f"{svc.name}-{version}", "namespace": svc.namespace,
                             "labels": dict(sorted({**MANAGED, "app": svc.name}.items()))}
@@ -267,7 +286,7 @@ def _rules(svc: ServiceSpec, routes: tuple[Route, ...], cluster: str, port: int)
         rule["backendRefs"] = [_backend(_backend_service(svc, d, cluster), port, d.weight)
                                for d in r.destinations]
         if svc.timeout:
-            rule["timeouts"] = {"request": svc.timeout}
+            rule["timeouts"] = {"request": gateway_api_duration(svc.timeout)}
         rules.append(rule)
     return rules
 

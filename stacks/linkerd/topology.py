@@ -87,3 +87,9 @@ class LinkerdTopology:
 def gateway_identity(spec: Spec) -> str:
     """The multicluster gateway's identity (what callers through it arrive as)."""
     return f"{GATEWAY}.{MC_NS}.serviceaccount.identity.{LINKERD_NS}.{spec.mesh.trust_domain}"
+
+
+# A Service port's appProtocol per declared protocol, as Linkerd reads it (meshboot's
+# Services, and the Services Flagger writes for a canary).
+APP_PROTOCOL = {"HTTP": "http", "HTTP2": "kubernetes.io/h2c", "GRPC": "kubernetes.io/h2c",
+                "HTTPS": "https"}

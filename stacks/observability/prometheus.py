@@ -41,12 +41,17 @@ def cluster_relabel(cluster: str) -> dict[str, Any]:
 def istio_scrape_jobs(cluster: str) -> list[dict[str, Any]]:
     """Istio's proxies and istiod, as Istio's Prometheus Operator examples scrape them
     (istio/istio 1.30.3 samples/addons/extras/prometheus-operator.yaml: PodMonitor
-    ``envoy-stats-monitor``, ServiceMonitor ``istio-component-monitor``)."""
+    ``envoy-stats-monitor``, ServiceMonitor ``istio-component-monitor``). The
+    PodMonitor's selector (pods without the label ``istio-prometheus-ignore``) is
+    the first relabel step here."""
     envoy = {
         "job_name": "envoy-stats",
         "metrics_path": "/stats/prometheus",
         "kubernetes_sd_configs": [{"role": "pod"}],
         "relabel_configs": [
+            {"action": "drop",
+             "source_labels": ["__meta_kubernetes_pod_labelpresent_istio_prometheus_ignore"],
+             "regex": "true"},
             {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_name"],
              "regex": "istio-proxy"},
             {"action": "keep",
@@ -82,25 +87,46 @@ def istio_scrape_jobs(cluster: str) -> list[dict[str, Any]]:
     return [envoy, istiod]
 
 
+# Histograms are federated as their three series families.
+_HISTOGRAM = "_(bucket|sum|count)"
+# What the federating Prometheus pulls from the others. Istio: all its standard metrics
+# (istio.io docs/reference/config/metrics), since Kiali's mesh-wide graph and metrics
+# read that Prometheus and use them all (kiali/kiali business/metrics_definitions.go,
+# graph/telemetry/istio/istio.go: TCP bytes and connections, request and response
+# sizes, gRPC messages, duration sums), not only the two the canary checks use. The
+# agent's and Envoy's own metrics stay in each cluster. Linkerd: what the canary
+# checks and the recording rules use (viz has no multi-cluster view to feed).
+FEDERATED = {
+    "istio": ("istio_requests_total", f"istio_request_duration_milliseconds{_HISTOGRAM}",
+              f"istio_request_bytes{_HISTOGRAM}", f"istio_response_bytes{_HISTOGRAM}",
+              "istio_request_messages_total", "istio_response_messages_total",
+              "istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total",
+              "istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total"),
+    "linkerd": (METRICS["linkerd"].requests, METRICS["linkerd"].latency_bucket),
+}
+
+
 def federation_jobs(spec: Spec, cluster: str) -> list[dict[str, Any]]:
     """In the federating cluster: one ``/federate`` job per other cluster.
 
     ``honor_labels`` keeps each series' own ``cluster`` (Prometheus federation
     docs: "honor_labels ... ensures the labels of the federated series are
-    kept"); the request metrics are federated raw, so the canary queries and
-    the recording rules run there unchanged.
+    kept"); the mesh's metrics (:data:`FEDERATED`) are federated raw, so the
+    canary queries and the recording rules run there unchanged.
     """
     f = observability(spec).federation
     if f is None or f.cluster != cluster:
         return []
-    m = METRICS[spec.mesh.provider]
-    names = f"{m.requests}|{m.latency_bucket}"
+    names = "|".join(FEDERATED[spec.mesh.provider])
     return [{
         "job_name": f"federate-{name}",
         "honor_labels": True,
         "metrics_path": "/federate",
         "params": {"match[]": [f'{{__name__=~"{names}"}}']},
-        "static_configs": [{"targets": [f.targets[name]]}],
+        # As Istio's multicluster monitoring guide (istio.io docs/ops/configuration/
+        # telemetry/monitoring-multicluster-prometheus): series that come without
+        # `cluster` (a Prometheus meshboot did not configure) still get theirs.
+        "static_configs": [{"targets": [f.targets[name]], "labels": {CLUSTER_LABEL: name}}],
     } for name in spec.cluster_names if name in f.targets]
 
 

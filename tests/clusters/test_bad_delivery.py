@@ -47,6 +47,19 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
      f"{S0}.release.canary.analysis.stepWeight: 10 is above maxWeight 5"),
     ("go-only-duration", spec_with(delivery={"analysis": {"interval": "1.5s"}}, observability=OBS),
      "meshboot:delivery.analysis.interval: value error, invalid duration '1.5s'"),
+    # Flagger raises a shorter analysis interval to 10s (canary.go GetAnalysisInterval)
+    ("interval-below-flagger-floor", spec_with(delivery={"analysis": {"interval": "5s"}}, observability=OBS),
+     "meshboot:delivery.analysis.interval: 5s is shorter than 10s"),
+    ("service-interval-below-flagger-floor", spec_with({"canary": {"analysis": {"interval": "9s"}}},
+                                                       **FLAGGER),
+     f"{S0}.release.canary.analysis.interval: 9s is shorter than 10s"),
+    # rate() over one scrape: every check finds no data
+    ("metric-interval-one-scrape", spec_with({"canary": {"analysis": {"metricInterval": "20s"}}},
+                                             **FLAGGER),
+     f"{S0}.release.canary.analysis.metricInterval: 20s holds fewer than two scrapes (15s"),
+    ("default-metric-interval-slow-scrapes", spec_with(delivery={},
+                                                       observability={"scrapeInterval": "1m"}),
+     "meshboot:delivery.analysis.metricInterval: 1m holds fewer than two scrapes (1m"),
     ("success-rate", spec_with({"canary": {"analysis": {"successRate": 120}}}, **FLAGGER),
      f"{S0}.release.canary.analysis.successRate: value error, 120.0 is above 100"),
     ("analysis-without-flagger", spec_with({"canary": {"analysis": {"threshold": 2}}}),
@@ -120,3 +133,38 @@ def test_a_named_prometheus_silences_the_warning(tmp_path: Path) -> None:
     result = run(tmp_path, spec_with(delivery={"prometheus": "http://thanos.example:9090"}))
     assert result.exit_code == 0, result.output
     assert "meshboot:delivery" not in result.output
+
+
+def test_linkerd_federation_warns_that_viz_prometheus_admits_only_metrics_api(tmp_path: Path) -> None:
+    """linkerd-viz's Prometheus authorizes only viz's metrics-api on its Server
+    ``prometheus-admin`` (linkerd2 edge-26.8.3 viz/charts/linkerd-viz/templates/
+    prometheus-policy.yaml): a federating Prometheus is refused unless authorized."""
+    federation = {"federation": {"cluster": "east", "targets": {"west": "prometheus.west.example:9090"}}}
+    spec = spec_with(observability=federation)
+    spec["mesh"]["provider"] = "linkerd"
+    result = run(tmp_path, spec)
+    assert result.exit_code == 0, result.output
+    assert "meshboot:observability.federation.targets.west: west's linkerd-viz Prometheus admits " \
+           "only viz's metrics-api" in result.output
+    spec["mesh"]["provider"] = "istio"   # Istio's Prometheus is not behind a mesh policy
+    (tmp_path / "istio").mkdir()
+    result = run(tmp_path / "istio", spec)
+    assert result.exit_code == 0, result.output
+    assert "federation.targets" not in result.output
+
+
+def test_default_deny_with_a_flagger_canary_warns_that_every_call_is_denied(tmp_path: Path) -> None:
+    """defaultDeny admits what `authorization` allows, which a Flagger canary cannot have:
+    the rendered namespace policy denies every call to the service."""
+    spec = spec_with(**FLAGGER)
+    spec["security"] = {"defaultDeny": True}
+    result = run(tmp_path, spec)
+    assert result.exit_code == 0, result.output
+    assert "meshboot:security.defaultDeny: reviews (shop) is released by Flagger" in result.output
+    deny = [f for f in (tmp_path / "out").rglob("*.yaml") if "default-deny" in f.read_text()]
+    assert deny   # the namespace-wide deny the warning is about is rendered
+    spec["delivery"] = {"engine": "static"}
+    (tmp_path / "static").mkdir()
+    result = run(tmp_path / "static", spec)
+    assert result.exit_code == 0, result.output
+    assert "defaultDeny" not in result.output

@@ -300,3 +300,57 @@ def test_flagger_route_timeouts_need_gateway_api_crds_that_keep_them() -> None:
     assert "timeouts" in problem.message
     west["gatewayApiVersion"] = "v1.2.0"
     assert plan_of(spec).cluster("west").step("delivery")
+
+
+@pytest.mark.parametrize("provider", ["istio", "linkerd"])
+def test_flagger_writes_the_port_meshboots_service_would_have(provider: str) -> None:
+    """Flagger writes the main port of ``<svc>``, ``-primary`` and ``-canary`` itself,
+    named ``service.portName`` (default "http") with ``service.appProtocol``, and
+    replaces the ports of a Service it adopts (fluxcd/flagger v1.44.0
+    pkg/router/kubernetes_default.go reconcileService). So the Canary carries the name
+    and appProtocol of the Service meshboot renders for the same port without Flagger
+    (a gRPC port keeps the appProtocol the mesh reads: h2c for Linkerd, grpc for Istio)."""
+    spec = delivery_spec(provider)
+    reviews = spec["services"][1]
+    assert reviews["name"] == "reviews" and reviews["clusters"] == ["west"]
+    reviews["ports"] = [{"name": "grpc-api", "port": 9080, "targetPort": 8080, "protocol": "GRPC"}]
+    [canary] = find(plan_objects(spec)["west"], "Canary", "reviews")
+    svc = canary["spec"]["service"]
+    # meshboot's own Service of that port: Istio's stub where it does not run (east),
+    # Linkerd's Service where it runs (engine: static).
+    if provider == "istio":
+        [own] = find(plan_objects(spec)["east"], "Service", "reviews")
+    else:
+        spec["delivery"] = {"engine": "static"}
+        for s in spec["services"]:
+            for key in ("deployment", "analysis"):
+                s["release"].get("canary", {}).pop(key, None)
+        [own] = find(plan_objects(spec)["west"], "Service", "reviews")
+    [port] = own["spec"]["ports"]
+    assert port["appProtocol"] == {"istio": "grpc", "linkerd": "kubernetes.io/h2c"}[provider]
+    assert (svc["portName"], svc["appProtocol"], svc["port"]) == \
+        (port["name"], port["appProtocol"], port["port"])
+
+
+def test_callers_where_flagger_does_not_run_keep_the_client_policy() -> None:
+    """A primary that does not run the service has no Flagger and no Flagger route: its
+    callers get meshboot's VirtualService and DestinationRule on <svc> as for the same
+    service without a release (timeout, retries, outlier detection), not nothing."""
+    spec = delivery_spec("istio")
+    reviews = spec["services"][1]   # a Flagger canary, runs only in west
+    assert reviews["clusters"] == ["west"]
+    reviews.update({"timeout": "2s", "outlierDetection": {"consecutive5xxErrors": 4},
+                    "retries": {"attempts": 2, "allowNonIdempotent": True}})
+    east = plan_objects(spec)["east"]
+    west = plan_objects(spec)["west"]
+    assert not find(west, "VirtualService", "reviews") and not find(west, "DestinationRule", "reviews")
+    [vs] = find(east, "VirtualService", "reviews")
+    [dr] = find(east, "DestinationRule", "reviews")
+    # the same service released by nobody
+    del reviews["release"], reviews["versions"]
+    plain = plan_objects(spec)["east"]
+    assert find(plain, "VirtualService", "reviews") == [vs]
+    assert find(plain, "DestinationRule", "reviews") == [dr]
+    [route] = vs["spec"]["http"]
+    assert route["timeout"] == "2s" and route["retries"]["attempts"] == 2
+    assert dr["spec"]["trafficPolicy"]["outlierDetection"] == {"consecutive5xxErrors": 4}
