@@ -214,7 +214,8 @@ def test_kiali_on_primaries_reads_every_other_cluster() -> None:
     from tests.stacks.istio.helpers import CLUSTERS, service, three_cluster_spec
 
     spec = three_cluster_spec([service("reviews", ["east", "west"])],
-                              observability={"kiali": {"authStrategy": "anonymous"}})
+                              observability={"kiali": {"authStrategy": "anonymous",
+                                                       "prometheus": "http://thanos.monitoring:9090"}})
     tree = plan_objects(spec)
     plan = plan_of(spec)
     for cluster in CLUSTERS:
@@ -233,6 +234,8 @@ def test_kiali_on_primaries_reads_every_other_cluster() -> None:
             assert secrets == {}
             continue
         assert values["auth"] == {"strategy": "anonymous"}
+        assert values["external_services"]["prometheus"] == {
+            "enabled": True, "url": "http://thanos.monitoring:9090"}
         assert values["clustering"]["autodetect_secrets"] == {
             "enabled": True, "label": "kiali.io/multiCluster=true"}
         others = [c for c in CLUSTERS if c != cluster]
