@@ -49,7 +49,7 @@ ISTIO_ROOT_CONFIGMAP = "istio-ca-root-cert"   # istiod writes the roots proxies 
 def debug_refused(cluster: str, check: str, path: str, svc: str, no_forward: str) -> Finding:
     """No port-forward, and istiod's 401 through the service proxy: the check is not made."""
     return Finding(cluster, check, "warn",
-                   f"not checked: the API server would not port-forward to istiod ({no_forward}), "
+                   f"not checked: the API server would not port-forward to istiod: {no_forward}; "
                    f"and istiod refused {path} through the service proxy (401: it serves its "
                    "debug endpoints only to localhost or authenticated callers, and the proxy "
                    "forwards no credentials)",
@@ -105,7 +105,7 @@ class IstioVerifier(Verifier):
             except KubeError as err:
                 if not err.no_forward:
                     raise
-                no_forward = err.reason
+                no_forward = err.reason.split(f"GET /debug/{path}: ", 1)[-1]  # the status
             try:
                 return kube.service_proxy(ISTIO_NS, svc, ISTIOD_DEBUG_PORT, f"debug/{path}")
             except KubeError as err:
