@@ -4,7 +4,9 @@ Only "not ready yet" is retried: a check whose rows include ``pending`` (a
 Deployment rolling out, a gateway without an address, istiod ``syncing``) or
 a request that could not be served yet (a 429/5xx, istiod's port not
 answering through the port-forward). Configuration errors (a missing Secret, a wrong root or address,
-401/403, an unknown context) are ``fail`` at the first attempt. All checks
+401/403, an unknown context) are ``fail`` at the first attempt, and so is an
+answer of unexpected shape (a field of another type or missing): a row
+saying so, never a traceback. All checks
 share one deadline, ``--wait`` after the start; a check still pending then
 becomes ``fail``, its reason saying it did not become ready.
 
@@ -27,6 +29,8 @@ from clusters.kube_client import DEFAULT_TIMEOUT, Kube, KubeError, connect
 from stacks.verify import Check, Finding, Status, Verifier
 
 INTERVAL = 5.0  # seconds between attempts of a pending check
+# What reading a document of an unexpected shape raises (a field of another type, missing).
+MALFORMED = (TypeError, AttributeError, KeyError, ValueError, IndexError)
 API_SERVER = "api-server"  # the row of a cluster whose API server cannot be used at all
 
 
@@ -94,6 +98,14 @@ class Runner:
                 status: Status = "pending" if err.pending else "fail"
                 return [Finding(cluster, API_SERVER if err.unreachable else name, status,
                                 err.reason, err.fix)]
+            except MALFORMED as err:
+                # A document of another shape than the API (or istiod) documents: this
+                # check fails with what was wrong; the others still run.
+                return [Finding(cluster, name, "fail",
+                                f"an answer of unexpected shape ({type(err).__name__}: "
+                                f"{str(err)[:160]})",
+                                "inspect the objects this check reads (kubectl get -o yaml); "
+                                "if they are well-formed, report it as a meshboot bug")]
 
         def stop(state: RetryCallState) -> bool:
             return self.clock() >= deadline
