@@ -114,22 +114,23 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
         return
     rot, old_fp, new_fp = state
     clusters = loaded.spec.cluster_names
-    rendered, out_dir = rendered_state(loaded, out)
+    rendered, out_dir, rendered_at = rendered_state(loaded, out)
     if action == "status":
         click.echo("\n".join(status_lines(loaded, rot, old_fp, new_fp, rendered, out_dir,
-                                          _now())))
+                                          _now(), rendered_at)))
         return
     now = _now()
     if action == "advance":
         targets = list(only) if only else [c for c in clusters
                                            if rot.phase_of(c) == min(rot.phases(clusters).values())]
         targets, problems = with_followers(targets, _follows(loaded))
-        problems += advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered)
+        problems += advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered,
+                                     rendered_at)
         if problems:
             _fail(problems, "nothing was changed; see `meshboot rotate root --status`")
         _write(loaded, config, advanced(rot, clusters, targets, now), finish=True)
     else:
-        problems = abort_problems(rot, clusters, now)
+        problems = abort_problems(rot, clusters, now, old_fp, new_fp, rendered, rendered_at)
         if problems:
             _fail(problems)
         _write(loaded, config, aborted(rot, clusters, now), finish=False)
@@ -163,31 +164,70 @@ def record_path(loaded: LoadedSpec) -> Path:
 
 def record_render(loaded: LoadedSpec, out: Path, plan: Any, mesh_pki: Any) -> None:
     """After a successful render of a rotation phase: what each cluster got (as the
-    marker's ``trust``), so ``rotate root`` finds it without ``--out``."""
+    marker's ``trust``), so ``rotate root`` finds it without ``--out``, and since when
+    (``since``: kept while a cluster's entry is unchanged), which the drop-old and
+    second-abort waits count from (:func:`pki.rotation.drop_old_allowed_at`)."""
     from stacks.render import trust_marker
 
     path = record_path(loaded)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    doc = {"out": str(out), "trust": trust_marker(plan, mesh_pki)}
+    trust = trust_marker(plan, mesh_pki)
+    try:
+        before = json.loads(path.read_bytes())
+        old_trust, old_since = dict(before["trust"]), dict(before.get("since", {}))
+        if before.get("out") != str(out):
+            old_trust = {}
+    except (OSError, ValueError, KeyError, TypeError):
+        old_trust, old_since = {}, {}
+    now = _iso(_now())
+    since = {c: (str(old_since[c]) if old_trust.get(c) == entry and c in old_since else now)
+             for c, entry in trust.items()}
+    doc = {"out": str(out), "trust": trust, "since": since}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
 
 
 def rendered_state(loaded: LoadedSpec, out: Path | None
-                   ) -> tuple[dict[str, ClusterRender] | None, Path]:
-    """What was rendered, and where: the marker in ``--out`` if given, else the last
-    rotation render's record, else the marker in ``out/<env>``."""
-    if out is not None:
-        return read_rendered(out), out
-    record = record_path(loaded)
+                   ) -> tuple[dict[str, ClusterRender] | None, Path, dict[str, dt.datetime]]:
+    """What was rendered, where, and since when: the marker in ``--out`` if given,
+    else the last rotation render's record, else the marker in ``out/<env>``. The
+    times come from the record, for the clusters whose entry is what was rendered."""
     try:
-        doc = json.loads(record.read_bytes())
+        doc = json.loads(record_path(loaded).read_bytes())
         where = Path(str(doc["out"]))
     except (OSError, ValueError, KeyError, TypeError):
-        default = Path("out") / loaded.env
-        return read_rendered(default), default
-    return _trust_of(doc), where
+        doc, where = None, None
+    if out is not None:
+        rendered, out_dir = read_rendered(out), out
+    elif where is not None:
+        rendered, out_dir = _trust_of(doc), where
+    else:
+        out_dir = Path("out") / loaded.env
+        rendered = read_rendered(out_dir)
+    return rendered, out_dir, _since_of(doc, out_dir, rendered)
+
+
+def _since_of(doc: Any, out_dir: Path, rendered: dict[str, ClusterRender] | None
+              ) -> dict[str, dt.datetime]:
+    if not isinstance(doc, dict) or not rendered or not isinstance(doc.get("since"), dict):
+        return {}
+    try:
+        if Path(str(doc["out"])).resolve() != out_dir.resolve():
+            return {}
+    except (KeyError, OSError):
+        return {}
+    recorded = _trust_of(doc) or {}
+    out = {}
+    for cluster, when in doc["since"].items():
+        if recorded.get(cluster) is None or recorded.get(cluster) != rendered.get(cluster):
+            continue
+        try:
+            t = dt.datetime.strptime(str(when), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+        out[str(cluster)] = t
+    return out
 
 
 def read_rendered(out_dir: Path) -> dict[str, ClusterRender] | None:
@@ -214,7 +254,8 @@ def _trust_of(marker: Any) -> dict[str, ClusterRender] | None:
 
 def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
                  rendered: dict[str, ClusterRender] | None, out_dir: Path,
-                 now: dt.datetime) -> list[str]:
+                 now: dt.datetime, rendered_at: dict[str, dt.datetime] | None = None
+                 ) -> list[str]:
     """``--status``: the phase, each cluster, what to apply, and whether --advance would go."""
     clusters = loaded.spec.cluster_names
     provider = loaded.spec.mesh.provider
@@ -249,13 +290,14 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
                      "at injection): restart meshed workloads once (`kubectl rollout restart`) "
                      "so they learn the new root; later phases need no restart")
     if rot.phase >= Phase.SIGN_WITH_NEW and not rot.ahead:
-        allowed = drop_old_allowed_at(rot)
+        allowed = drop_old_allowed_at(rot, rendered_at)
         if rot.phase is Phase.SIGN_WITH_NEW and allowed is not None:
             lines.append(f"drop-old is allowed from {_iso(allowed)} (workload certificates "
                          "under the old root expire by then)")
     min_phase = min(rot.phases(clusters).values())
     targets = [c for c in clusters if rot.phase_of(c) == min_phase]
-    problems = advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered)
+    problems = advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered,
+                                rendered_at)
     nxt = "finish (the new root becomes meshboot:pki.rootCa)" if min_phase is Phase.DROP_OLD \
         else Phase(min_phase + 1).label
     if problems:

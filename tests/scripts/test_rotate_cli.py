@@ -499,3 +499,24 @@ def test_advance_finds_the_last_render_without_out(env: Env) -> None:
     assert "does not hold phase sign-with-new" in refused.output
     record = env.config.parent / ".meshboot" / "dev" / "rotation-render.json"
     assert json.loads(record.read_text())["out"] == str(env.out)
+
+
+def test_drop_old_waits_from_the_sign_with_new_render(env: Env, fast_kdf_and_clock: Clock) -> None:
+    """sign-with-new asked for at START but rendered (applied at the earliest) 30 h later:
+    the clusters signed with the old root until then, so drop-old waits from the render."""
+    clock = fast_kdf_and_clock
+    clock.now = START
+    env.rotate()
+    env.render()
+    env.rotate("--advance")
+    clock.now = START + dt.timedelta(hours=30)
+    env.render()
+    clock.now = START + dt.timedelta(hours=31)
+    env.render()   # the same phase rendered again keeps the first render's time
+    refused = env.rotate("--advance", code=2)
+    assert "before 2026-12-05T15:00:00Z" in refused
+    assert "drop-old is allowed from 2026-12-05T15:00:00Z" in env.rotate("--status")
+    clock.now = START + dt.timedelta(hours=55)
+    env.rotate("--advance")
+    rot = env.rotation()
+    assert rot is not None and rot["phase"] == "drop-old"
