@@ -27,6 +27,7 @@ import click
 
 from clusters.loader import LoadedSpec
 from pki.rotation import (
+    WORKLOAD_CERT_LIFETIME,
     ClusterRender,
     Phase,
     Rotation,
@@ -282,13 +283,7 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
     lines.append("before advancing:")
     lines.append(f"  1. {apply_cmd}")
     lines.append("  2. `meshboot verify` (every cluster holds this phase's bundle)")
-    if provider == "linkerd":
-        lines.append("  3. Linkerd proxies read the trust anchors when injected: restart meshed "
-                     "workloads (`kubectl rollout restart`) after trust-both and drop-old")
-    elif rot.phase is Phase.TRUST_BOTH:
-        lines.append("  3. proxies injected before the rotation lack PROXY_CONFIG_XDS_AGENT (set "
-                     "at injection): restart meshed workloads once (`kubectl rollout restart`) "
-                     "so they learn the new root; later phases need no restart")
+    lines.extend(f"  3. {line}" for line in restart_advice(provider, rot))
     if rot.phase >= Phase.SIGN_WITH_NEW and not rot.ahead:
         allowed = drop_old_allowed_at(rot, rendered_at)
         if rot.phase is Phase.SIGN_WITH_NEW and allowed is not None:
@@ -306,6 +301,53 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
     else:
         lines.append(f"--advance to {nxt}: allowed")
     return lines
+
+
+def restart_advice(provider: str, rot: Rotation) -> list[str]:
+    """What must restart (or be waited for) before advancing from ``rot``'s phase.
+
+    Linkerd: a proxy's trust anchors are the ``LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS``
+    the injector wrote into the pod (linkerd2 controller/proxy-injector/webhook.go reads
+    ``linkerd-identity-trust-roots`` per injection; charts/partials/templates/_proxy.tpl),
+    so every meshed pod, the linkerd-multicluster gateway included (it terminates the
+    other clusters' mTLS), restarts after a bundle change; the control plane in
+    ``linkerd`` restarts by itself, its pod template carrying
+    ``linkerd.io/trust-root-sha256`` of identityTrustAnchorsPEM (_metadata.tpl), which
+    also reloads linkerd-identity's trust anchors (read once at start,
+    controller/cmd/identity/main.go). A new issuer is hot-reloaded (pkg/identity/
+    service.go ``Run``: event IssuerUpdated, or IssuerUpdateSkipped when it does not
+    verify against the anchors). Istio: a proxy without PROXY_CONFIG_XDS_AGENT takes a
+    new bundle only with its next certificate (istiod answers a CSR with the whole
+    root-cert.pem last, security/pkg/server/ca/server.go; the agent then pushes it to
+    Envoy, security/pkg/nodeagent/cache/secretcache.go ``GenerateSecret``); a changed
+    intermediate is hot-reloaded (pilot/pkg/bootstrap/istio_ca.go ``handleEvent``).
+    """
+    hours = f"{WORKLOAD_CERT_LIFETIME.total_seconds() / 3600:g} h"
+    if provider == "linkerd":
+        if rot.phase is Phase.SIGN_WITH_NEW:
+            return ["no restart: linkerd-identity reloads the new issuer (`kubectl -n linkerd get "
+                    "events --field-selector reason=IssuerUpdated`; IssuerUpdateSkipped means it "
+                    "did not: `kubectl -n linkerd rollout restart deploy/linkerd-identity`); "
+                    f"proxies renew their certificates under it within {hours}"]
+        when = ("so that no proxy trusts the old anchor any more" if rot.phase is Phase.DROP_OLD
+                else "before advancing: a proxy that still trusts the old anchor alone rejects "
+                     "every certificate under the new one")
+        return ["Linkerd proxies take the trust anchors when injected: in every cluster restart "
+                "every meshed workload (`kubectl -n NS rollout restart deploy,sts,ds`), "
+                "linkerd-multicluster's gateway and service mirrors included (`kubectl -n "
+                "linkerd-multicluster rollout restart deploy`), and extensions' namespaces "
+                f"(linkerd-viz, ...), {when}; the control plane in `linkerd` restarts by itself. "
+                "`meshboot verify` (proxy-roots) names pods still on another bundle"]
+    if rot.phase is Phase.TRUST_BOTH:
+        return ["proxies injected before the rotation lack PROXY_CONFIG_XDS_AGENT (set at "
+                "injection) and take the new bundle only with their next certificate (up to "
+                f"{hours}): restart meshed workloads and gateways once (`kubectl rollout "
+                "restart`) before advancing; later phases need no restart"]
+    if rot.phase is Phase.SIGN_WITH_NEW:
+        return ["no restart: istiod reloads cacerts (its log: \"Istiod has detected the newly "
+                "added intermediate CA\"); workloads renew their certificates under it within "
+                f"{hours}"]
+    return []
 
 
 def _rotation_value(rot: Rotation, new_root: dict[str, Any]) -> dict[str, Any]:

@@ -520,3 +520,22 @@ def test_drop_old_waits_from_the_sign_with_new_render(env: Env, fast_kdf_and_clo
     env.rotate("--advance")
     rot = env.rotation()
     assert rot is not None and rot["phase"] == "drop-old"
+
+
+def test_restart_advice_per_mesh_and_phase() -> None:
+    """Linkerd: every bundle change restarts the meshed pods, the multicluster gateway (which
+    terminates the other clusters' mTLS) included; the issuer change does not. Istio: only
+    proxies injected before the rotation (no PROXY_CONFIG_XDS_AGENT), after trust-both."""
+    from pki.rotation import Phase, Rotation
+    from scripts.rotate import restart_advice
+
+    for phase in (Phase.TRUST_BOTH, Phase.DROP_OLD):
+        (line,) = restart_advice("linkerd", Rotation(phase))
+        assert "linkerd-multicluster rollout restart" in line and "every meshed workload" in line
+    assert "before advancing" in restart_advice("linkerd", Rotation(Phase.TRUST_BOTH))[0]
+    (line,) = restart_advice("linkerd", Rotation(Phase.SIGN_WITH_NEW))
+    assert line.startswith("no restart") and "IssuerUpdated" in line
+    (line,) = restart_advice("istio", Rotation(Phase.TRUST_BOTH))
+    assert "PROXY_CONFIG_XDS_AGENT" in line and "rollout restart" in line
+    assert restart_advice("istio", Rotation(Phase.SIGN_WITH_NEW))[0].startswith("no restart")
+    assert restart_advice("istio", Rotation(Phase.DROP_OLD)) == []
