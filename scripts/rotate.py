@@ -411,7 +411,8 @@ def _write(loaded: LoadedSpec, config: Path, rot: Rotation | None, finish: bool)
         _replace(loaded, config, text, doc, {"rotation": None})
         click.echo(f"{source}: rotation aborted: meshboot:pki.rotation removed, the old root "
                    "stays. Render and apply (or `pulumi up`) to drop the new root from the "
-                   "trust bundles.")
+                   "trust bundles, then restart meshed workloads: proxies that got the two-root "
+                   "bundle (at injection, or over xDS) keep trusting the new root until they do.")
 
 
 def _start(loaded: LoadedSpec, config: Path, cert_file: Path | None,

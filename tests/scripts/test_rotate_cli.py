@@ -348,6 +348,7 @@ def test_abort_from_trust_both_removes_the_rotation(env: Env) -> None:
     env.render()
     out = env.rotate("--abort")
     assert "aborted" in out and env.rotation() is None
+    assert "restart meshed workloads" in out   # xDS-pushed two-root bundles stay until then
     env.render()   # back to the old root alone: the render accepts it (old was trusted)
     assert bundles(env.out, "istio")["east"] == [fp(env.root_cert())]
 
