@@ -199,7 +199,8 @@ def _not_rendered(rot: Rotation, clusters: Sequence[str], old_fp: str, new_fp: s
     """Clusters whose current phase is not what the last render holds."""
     if rendered is None:
         return ["the current phase has not been rendered (no render marker found): run "
-                "`meshboot render`, apply it (kubectl / Flux) or run `pulumi up`, and check "
+                "`meshboot render` (also when you deploy with `pulumi up`: the render is what "
+                "records the phase), apply it (kubectl / Flux) or run `pulumi up`, and check "
                 "it with `meshboot verify`"]
     out = []
     for c in clusters:

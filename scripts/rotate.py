@@ -279,7 +279,8 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
         lines.append(f"  {c}: {phase.label}: trusts {' + '.join(trusted_roots(phase))}, "
                      f"signs with {'new' if want.signing == new_fp else 'old'}; {state}")
     apply_cmd = (f"meshboot render --config {loaded.source} --out {out_dir}, then apply it "
-                 "(kubectl / Flux), or `pulumi up`")
+                 "(kubectl / Flux) or `pulumi up` (render also then: the render is what "
+                 "records the phase here; meshboot cannot see Pulumi's state)")
     lines.append("before advancing:")
     lines.append(f"  1. {apply_cmd}")
     lines.append("  2. `meshboot verify` (every cluster holds this phase's bundle)")
