@@ -301,6 +301,13 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
         lines.extend(f"  - {p}" for p in problems)
     else:
         lines.append(f"--advance to {nxt}: allowed")
+    if rot.aborted_at is not None:
+        problems = abort_problems(rot, clusters, now, old_fp, new_fp, rendered, rendered_at)
+        if problems:
+            lines.append("--abort (drop the new root): refused now:")
+            lines.extend(f"  - {p}" for p in problems)
+        else:
+            lines.append("--abort (drop the new root): allowed")
     return lines
 
 

@@ -363,11 +363,14 @@ def test_abort_from_sign_with_new_goes_back_then_waits(env: Env, fast_kdf_and_cl
     env.rotate("--abort")
     rot = env.rotation()
     assert rot is not None and rot["phase"] == "trust-both" and rot["abortedAt"]
+    refused = env.rotate("--abort", code=2)   # the abort is not rendered (applied) yet
+    assert "the abort must be applied before the new root is dropped" in refused
     env.render()
     assert signing_root(env.out, "istio", "east") == fp(env.root_cert())
     assert len(bundles(env.out, "istio")["east"]) == 2
     refused = env.rotate("--abort", code=2)
     assert "2026-12-04T09:00:00Z" in refused
+    assert "--abort (drop the new root): refused now" in env.rotate("--status")
     clock.now = START + dt.timedelta(hours=26)
     env.rotate("--abort")
     assert env.rotation() is None
