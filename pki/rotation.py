@@ -163,12 +163,35 @@ def expected_render(phase: Phase, old_fp: str, new_fp: str) -> ClusterRender:
                          new_fp if signs_with_new(phase) else old_fp)
 
 
-def drop_old_allowed_at(rot: Rotation) -> dt.datetime | None:
+def _latest(start: dt.datetime, rendered_at: Mapping[str, dt.datetime] | None,
+            clusters: Iterable[str]) -> dt.datetime:
+    """``start``, or the latest render time of ``clusters`` if later.
+
+    The stack file says when a phase was *asked for*; the clusters change only when
+    the render is applied. A workload certificate under the previous signing root
+    can be issued until then, so a wait counted from the stack-file change alone
+    ends early when the render is applied later (istiod signs with whatever
+    ``cacerts`` holds, istio/istio pilot/pkg/bootstrap/istio_ca.go ``handleEvent``;
+    linkerd-identity with whatever ``linkerd-identity-issuer`` holds, linkerd2
+    pkg/identity/service.go ``Run``). The render is the latest point meshboot sees.
+    """
+    times = [rendered_at[c] for c in clusters if rendered_at and c in rendered_at]
+    return max([start, *times])
+
+
+def drop_old_allowed_at(rot: Rotation, rendered_at: Mapping[str, dt.datetime] | None = None
+                        ) -> dt.datetime | None:
     """When the old root may be dropped: a workload-certificate lifetime (plus margin)
-    after the last cluster started signing with the new root; None before that started."""
+    after the last cluster started signing with the new root; None before that started.
+
+    ``rendered_at``: since when each cluster's current phase has been in the render
+    (only clusters whose render holds their phase); a sign-with-new render made
+    after ``signing_since`` moves the time on."""
     if rot.signing_since is None:
         return None
-    return rot.signing_since + WORKLOAD_CERT_LIFETIME + LIFETIME_MARGIN
+    signing = [c for c in (rendered_at or {}) if rot.phase_of(c) is Phase.SIGN_WITH_NEW]
+    return _latest(rot.signing_since, rendered_at, signing) + WORKLOAD_CERT_LIFETIME \
+        + LIFETIME_MARGIN
 
 
 def _not_rendered(rot: Rotation, clusters: Sequence[str], old_fp: str, new_fp: str,
@@ -176,7 +199,8 @@ def _not_rendered(rot: Rotation, clusters: Sequence[str], old_fp: str, new_fp: s
     """Clusters whose current phase is not what the last render holds."""
     if rendered is None:
         return ["the current phase has not been rendered (no render marker found): run "
-                "`meshboot render`, apply it (kubectl / Flux) or run `pulumi up`, and check "
+                "`meshboot render` (also when you deploy with `pulumi up`: the render is what "
+                "records the phase), apply it (kubectl / Flux) or run `pulumi up`, and check "
                 "it with `meshboot verify`"]
     out = []
     for c in clusters:
@@ -190,7 +214,8 @@ def _not_rendered(rot: Rotation, clusters: Sequence[str], old_fp: str, new_fp: s
 
 def advance_problems(rot: Rotation, clusters: Sequence[str], targets: Sequence[str],
                      now: dt.datetime, old_fp: str, new_fp: str,
-                     rendered: Mapping[str, ClusterRender] | None) -> list[str]:
+                     rendered: Mapping[str, ClusterRender] | None,
+                     rendered_at: Mapping[str, dt.datetime] | None = None) -> list[str]:
     """Why ``targets`` may not move one phase on now; empty when they may.
 
     The rules: no cluster signs with the new root before every cluster trusts it;
@@ -198,6 +223,7 @@ def advance_problems(rot: Rotation, clusters: Sequence[str], targets: Sequence[s
     and a workload-certificate lifetime has passed; clusters are never more than
     one phase apart; the current phase must have been rendered for every
     cluster. Finishing (every cluster at drop-old) needs drop-old rendered.
+    ``rendered_at``: see :func:`drop_old_allowed_at`.
     """
     problems: list[str] = []
     unknown = sorted(set(targets) - set(clusters))
@@ -227,7 +253,7 @@ def advance_problems(rot: Rotation, clusters: Sequence[str], targets: Sequence[s
                 if behind:
                     problems.append(f"{c} may not drop the old root before every cluster signs "
                                     f"with the new one ({', '.join(behind)} do not)")
-                allowed = drop_old_allowed_at(rot)
+                allowed = drop_old_allowed_at(rot, rendered_at)
                 if allowed is None or now < allowed:
                     when = (f"{allowed.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
                             if allowed is not None else
@@ -277,13 +303,19 @@ def with_followers(targets: Sequence[str], follows: Mapping[str, str]
     return out, problems
 
 
-def abort_problems(rot: Rotation, clusters: Sequence[str], now: dt.datetime) -> list[str]:
+def abort_problems(rot: Rotation, clusters: Sequence[str], now: dt.datetime,
+                   old_fp: str | None = None, new_fp: str = "",
+                   rendered: Mapping[str, ClusterRender] | None = None,
+                   rendered_at: Mapping[str, dt.datetime] | None = None) -> list[str]:
     """Why the rotation cannot be aborted now; empty when it can.
 
     Possible from trust-both and sign-with-new. A cluster that already dropped
     the old root cannot go back without a new rotation. After an abort from
     sign-with-new, the new root stays trusted until certificates issued under it
-    have expired; the second ``--abort`` (which removes it) waits for that.
+    have expired; the second ``--abort`` (which removes it) waits for that,
+    counted from when the abort was rendered (``rendered_at``), and, with
+    ``old_fp`` given, needs the abort rendered for every cluster: until it is
+    applied, the clusters still sign with the new root.
     """
     phases = rot.phases(clusters)
     dropped = [c for c, p in phases.items() if p is Phase.DROP_OLD]
@@ -291,7 +323,13 @@ def abort_problems(rot: Rotation, clusters: Sequence[str], now: dt.datetime) -> 
         return [f"{', '.join(dropped)} already dropped the old root: the rotation can only be "
                 "finished (`meshboot rotate root --advance`)"]
     if rot.aborted_at is not None:
-        allowed = rot.aborted_at + WORKLOAD_CERT_LIFETIME + LIFETIME_MARGIN
+        if old_fp is not None:
+            unrendered = _not_rendered(rot, clusters, old_fp, new_fp, rendered)
+            if unrendered:
+                return [f"the abort must be applied before the new root is dropped: {p}"
+                        for p in unrendered]
+        allowed = _latest(rot.aborted_at, rendered_at, clusters) + WORKLOAD_CERT_LIFETIME \
+            + LIFETIME_MARGIN
         if now < allowed:
             return [f"the new root may be dropped from the trust bundles only after "
                     f"{allowed.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}: workload certificates "

@@ -27,6 +27,7 @@ import click
 
 from clusters.loader import LoadedSpec
 from pki.rotation import (
+    WORKLOAD_CERT_LIFETIME,
     ClusterRender,
     Phase,
     Rotation,
@@ -114,22 +115,23 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
         return
     rot, old_fp, new_fp = state
     clusters = loaded.spec.cluster_names
-    rendered, out_dir = rendered_state(loaded, out)
+    rendered, out_dir, rendered_at = rendered_state(loaded, out)
     if action == "status":
         click.echo("\n".join(status_lines(loaded, rot, old_fp, new_fp, rendered, out_dir,
-                                          _now())))
+                                          _now(), rendered_at)))
         return
     now = _now()
     if action == "advance":
         targets = list(only) if only else [c for c in clusters
                                            if rot.phase_of(c) == min(rot.phases(clusters).values())]
         targets, problems = with_followers(targets, _follows(loaded))
-        problems += advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered)
+        problems += advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered,
+                                     rendered_at)
         if problems:
             _fail(problems, "nothing was changed; see `meshboot rotate root --status`")
         _write(loaded, config, advanced(rot, clusters, targets, now), finish=True)
     else:
-        problems = abort_problems(rot, clusters, now)
+        problems = abort_problems(rot, clusters, now, old_fp, new_fp, rendered, rendered_at)
         if problems:
             _fail(problems)
         _write(loaded, config, aborted(rot, clusters, now), finish=False)
@@ -163,31 +165,70 @@ def record_path(loaded: LoadedSpec) -> Path:
 
 def record_render(loaded: LoadedSpec, out: Path, plan: Any, mesh_pki: Any) -> None:
     """After a successful render of a rotation phase: what each cluster got (as the
-    marker's ``trust``), so ``rotate root`` finds it without ``--out``."""
+    marker's ``trust``), so ``rotate root`` finds it without ``--out``, and since when
+    (``since``: kept while a cluster's entry is unchanged), which the drop-old and
+    second-abort waits count from (:func:`pki.rotation.drop_old_allowed_at`)."""
     from stacks.render import trust_marker
 
     path = record_path(loaded)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    doc = {"out": str(out), "trust": trust_marker(plan, mesh_pki)}
+    trust = trust_marker(plan, mesh_pki)
+    try:
+        before = json.loads(path.read_bytes())
+        old_trust, old_since = dict(before["trust"]), dict(before.get("since", {}))
+        if before.get("out") != str(out):
+            old_trust = {}
+    except (OSError, ValueError, KeyError, TypeError):
+        old_trust, old_since = {}, {}
+    now = _iso(_now())
+    since = {c: (str(old_since[c]) if old_trust.get(c) == entry and c in old_since else now)
+             for c, entry in trust.items()}
+    doc = {"out": str(out), "trust": trust, "since": since}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
 
 
 def rendered_state(loaded: LoadedSpec, out: Path | None
-                   ) -> tuple[dict[str, ClusterRender] | None, Path]:
-    """What was rendered, and where: the marker in ``--out`` if given, else the last
-    rotation render's record, else the marker in ``out/<env>``."""
-    if out is not None:
-        return read_rendered(out), out
-    record = record_path(loaded)
+                   ) -> tuple[dict[str, ClusterRender] | None, Path, dict[str, dt.datetime]]:
+    """What was rendered, where, and since when: the marker in ``--out`` if given,
+    else the last rotation render's record, else the marker in ``out/<env>``. The
+    times come from the record, for the clusters whose entry is what was rendered."""
     try:
-        doc = json.loads(record.read_bytes())
+        doc = json.loads(record_path(loaded).read_bytes())
         where = Path(str(doc["out"]))
     except (OSError, ValueError, KeyError, TypeError):
-        default = Path("out") / loaded.env
-        return read_rendered(default), default
-    return _trust_of(doc), where
+        doc, where = None, None
+    if out is not None:
+        rendered, out_dir = read_rendered(out), out
+    elif where is not None:
+        rendered, out_dir = _trust_of(doc), where
+    else:
+        out_dir = Path("out") / loaded.env
+        rendered = read_rendered(out_dir)
+    return rendered, out_dir, _since_of(doc, out_dir, rendered)
+
+
+def _since_of(doc: Any, out_dir: Path, rendered: dict[str, ClusterRender] | None
+              ) -> dict[str, dt.datetime]:
+    if not isinstance(doc, dict) or not rendered or not isinstance(doc.get("since"), dict):
+        return {}
+    try:
+        if Path(str(doc["out"])).resolve() != out_dir.resolve():
+            return {}
+    except (KeyError, OSError):
+        return {}
+    recorded = _trust_of(doc) or {}
+    out = {}
+    for cluster, when in doc["since"].items():
+        if recorded.get(cluster) is None or recorded.get(cluster) != rendered.get(cluster):
+            continue
+        try:
+            t = dt.datetime.strptime(str(when), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+        out[str(cluster)] = t
+    return out
 
 
 def read_rendered(out_dir: Path) -> dict[str, ClusterRender] | None:
@@ -214,7 +255,8 @@ def _trust_of(marker: Any) -> dict[str, ClusterRender] | None:
 
 def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
                  rendered: dict[str, ClusterRender] | None, out_dir: Path,
-                 now: dt.datetime) -> list[str]:
+                 now: dt.datetime, rendered_at: dict[str, dt.datetime] | None = None
+                 ) -> list[str]:
     """``--status``: the phase, each cluster, what to apply, and whether --advance would go."""
     clusters = loaded.spec.cluster_names
     provider = loaded.spec.mesh.provider
@@ -237,25 +279,21 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
         lines.append(f"  {c}: {phase.label}: trusts {' + '.join(trusted_roots(phase))}, "
                      f"signs with {'new' if want.signing == new_fp else 'old'}; {state}")
     apply_cmd = (f"meshboot render --config {loaded.source} --out {out_dir}, then apply it "
-                 "(kubectl / Flux), or `pulumi up`")
+                 "(kubectl / Flux) or `pulumi up` (render also then: the render is what "
+                 "records the phase here; meshboot cannot see Pulumi's state)")
     lines.append("before advancing:")
     lines.append(f"  1. {apply_cmd}")
     lines.append("  2. `meshboot verify` (every cluster holds this phase's bundle)")
-    if provider == "linkerd":
-        lines.append("  3. Linkerd proxies read the trust anchors when injected: restart meshed "
-                     "workloads (`kubectl rollout restart`) after trust-both and drop-old")
-    elif rot.phase is Phase.TRUST_BOTH:
-        lines.append("  3. proxies injected before the rotation lack PROXY_CONFIG_XDS_AGENT (set "
-                     "at injection): restart meshed workloads once (`kubectl rollout restart`) "
-                     "so they learn the new root; later phases need no restart")
+    lines.extend(f"  3. {line}" for line in restart_advice(provider, rot))
     if rot.phase >= Phase.SIGN_WITH_NEW and not rot.ahead:
-        allowed = drop_old_allowed_at(rot)
+        allowed = drop_old_allowed_at(rot, rendered_at)
         if rot.phase is Phase.SIGN_WITH_NEW and allowed is not None:
             lines.append(f"drop-old is allowed from {_iso(allowed)} (workload certificates "
                          "under the old root expire by then)")
     min_phase = min(rot.phases(clusters).values())
     targets = [c for c in clusters if rot.phase_of(c) == min_phase]
-    problems = advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered)
+    problems = advance_problems(rot, clusters, targets, now, old_fp, new_fp, rendered,
+                                rendered_at)
     nxt = "finish (the new root becomes meshboot:pki.rootCa)" if min_phase is Phase.DROP_OLD \
         else Phase(min_phase + 1).label
     if problems:
@@ -263,7 +301,61 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
         lines.extend(f"  - {p}" for p in problems)
     else:
         lines.append(f"--advance to {nxt}: allowed")
+    if rot.aborted_at is not None:
+        problems = abort_problems(rot, clusters, now, old_fp, new_fp, rendered, rendered_at)
+        if problems:
+            lines.append("--abort (drop the new root): refused now:")
+            lines.extend(f"  - {p}" for p in problems)
+        else:
+            lines.append("--abort (drop the new root): allowed")
     return lines
+
+
+def restart_advice(provider: str, rot: Rotation) -> list[str]:
+    """What must restart (or be waited for) before advancing from ``rot``'s phase.
+
+    Linkerd: a proxy's trust anchors are the ``LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS``
+    the injector wrote into the pod (linkerd2 controller/proxy-injector/webhook.go reads
+    ``linkerd-identity-trust-roots`` per injection; charts/partials/templates/_proxy.tpl),
+    so every meshed pod, the linkerd-multicluster gateway included (it terminates the
+    other clusters' mTLS), restarts after a bundle change; the control plane in
+    ``linkerd`` restarts by itself, its pod template carrying
+    ``linkerd.io/trust-root-sha256`` of identityTrustAnchorsPEM (_metadata.tpl), which
+    also reloads linkerd-identity's trust anchors (read once at start,
+    controller/cmd/identity/main.go). A new issuer is hot-reloaded (pkg/identity/
+    service.go ``Run``: event IssuerUpdated, or IssuerUpdateSkipped when it does not
+    verify against the anchors). Istio: a proxy without PROXY_CONFIG_XDS_AGENT takes a
+    new bundle only with its next certificate (istiod answers a CSR with the whole
+    root-cert.pem last, security/pkg/server/ca/server.go; the agent then pushes it to
+    Envoy, security/pkg/nodeagent/cache/secretcache.go ``GenerateSecret``); a changed
+    intermediate is hot-reloaded (pilot/pkg/bootstrap/istio_ca.go ``handleEvent``).
+    """
+    hours = f"{WORKLOAD_CERT_LIFETIME.total_seconds() / 3600:g} h"
+    if provider == "linkerd":
+        if rot.phase is Phase.SIGN_WITH_NEW:
+            return ["no restart: linkerd-identity reloads the new issuer (`kubectl -n linkerd get "
+                    "events --field-selector reason=IssuerUpdated`; IssuerUpdateSkipped means it "
+                    "did not: `kubectl -n linkerd rollout restart deploy/linkerd-identity`); "
+                    f"proxies renew their certificates under it within {hours}"]
+        when = ("so that no proxy trusts the old anchor any more" if rot.phase is Phase.DROP_OLD
+                else "before advancing: a proxy that still trusts the old anchor alone rejects "
+                     "every certificate under the new one")
+        return ["Linkerd proxies take the trust anchors when injected: in every cluster restart "
+                "every meshed workload (`kubectl -n NS rollout restart deploy,sts,ds`), "
+                "linkerd-multicluster's gateway and service mirrors included (`kubectl -n "
+                "linkerd-multicluster rollout restart deploy`), and extensions' namespaces "
+                f"(linkerd-viz, ...), {when}; the control plane in `linkerd` restarts by itself. "
+                "`meshboot verify` (proxy-roots) names pods still on another bundle"]
+    if rot.phase is Phase.TRUST_BOTH:
+        return ["proxies injected before the rotation lack PROXY_CONFIG_XDS_AGENT (set at "
+                "injection) and take the new bundle only with their next certificate (up to "
+                f"{hours}): restart meshed workloads and gateways once (`kubectl rollout "
+                "restart`) before advancing; later phases need no restart"]
+    if rot.phase is Phase.SIGN_WITH_NEW:
+        return ["no restart: istiod reloads cacerts (its log: \"Istiod has detected the newly "
+                "added intermediate CA\"); workloads renew their certificates under it within "
+                f"{hours}"]
+    return []
 
 
 def _rotation_value(rot: Rotation, new_root: dict[str, Any]) -> dict[str, Any]:
@@ -327,7 +419,8 @@ def _write(loaded: LoadedSpec, config: Path, rot: Rotation | None, finish: bool)
         _replace(loaded, config, text, doc, {"rotation": None})
         click.echo(f"{source}: rotation aborted: meshboot:pki.rotation removed, the old root "
                    "stays. Render and apply (or `pulumi up`) to drop the new root from the "
-                   "trust bundles.")
+                   "trust bundles, then restart meshed workloads: proxies that got the two-root "
+                   "bundle (at injection, or over xDS) keep trusting the new root until they do.")
 
 
 def _start(loaded: LoadedSpec, config: Path, cert_file: Path | None,

@@ -27,7 +27,8 @@ from typing import Any, Literal
 from clusters.kube_client import Kube, KubeError
 from clusters.live import locality_checks, node_locality
 from clusters.spec import Spec
-from pki.ca import certs_from_pem, fingerprint
+from pki.ca import certs_from_pem, fingerprint, verify_issued_by
+from pki.rotation import signs_with_new
 from stacks.plan import MeshPlan, PkiRef, resolve
 from stacks.preflight import LINKERD_CONTROL_PLANE, pki_secret
 
@@ -161,6 +162,34 @@ class Verifier:
             return None
         pem = expected_trust(self.plan, cluster, self.trust)
         return Bundle.of(pem) if pem is not None else None
+
+    def signing_mismatch(self, cluster: str, ca_pem: str, chain_pem: str = "") -> str | None:
+        """During a root rotation: why the intermediate / issuer in ``ca_pem`` is not under
+        the root ``cluster``'s phase signs with; None when it is (or outside a rotation,
+        or without the PKI at hand).
+
+        The trust bundle is the same in trust-both and sign-with-new (pki.rotation), so
+        only the signing root tells whether sign-with-new (or an abort back from it) has
+        been applied: istiod signs with whatever ``cacerts`` ``ca-cert.pem`` holds
+        (istio/istio pilot/pkg/bootstrap/istio_ca.go ``handleEvent``), linkerd-identity
+        with ``linkerd-identity-issuer`` ``tls.crt`` (linkerd2 pkg/identity/service.go
+        ``loadCredentials``), and drop-old's wait assumes the new one is in use.
+        """
+        params = self.plan.pki
+        if self.trust is None or params.rotation is None or params.imported_root is None:
+            return None
+        new = signs_with_new(params.rotation.phase_of(cluster))
+        root = certs_from_pem((params.rotation.new_root if new else params.imported_root)[0])[0]
+        cert = certs_from_pem(ca_pem)[0]
+        if verify_issued_by(cert, root):
+            return None
+        chain = certs_from_pem(chain_pem) if chain_pem else []
+        if any(verify_issued_by(cert, x) and verify_issued_by(x, root) for x in chain[1:]):
+            return None
+        phase = params.rotation.phase_of(cluster).label
+        return (f"issued under the {'old' if new else 'new'} root, but phase {phase} signs with "
+                f"the {'new' if new else 'old'} root ({fingerprint(root)[:16]}): the phase's "
+                "render is not applied")
 
     def nodes(self, kube: Kube, cluster: str) -> list[Finding]:
         index = self.spec.cluster_names.index(cluster)

@@ -149,6 +149,10 @@ class IstioVerifier(Verifier):
                 return [Finding(cluster, "cacerts", "fail",
                                 f"ca-cert.pem ({ca.short()}) is not issued by a root of "
                                 "root-cert.pem: workloads' certificates would not verify", APPLY)]
+        wrong = self.signing_mismatch(cluster, ca_pem, secret_data(secret, "cert-chain.pem") or "")
+        if wrong is not None:
+            return [Finding(cluster, "cacerts", "fail", f"ca-cert.pem ({ca.short()}) is {wrong}",
+                            APPLY)]
         return [row]
 
     def network_label(self, kube: Kube, cluster: str) -> list[Finding]:

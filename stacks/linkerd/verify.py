@@ -93,6 +93,10 @@ class LinkerdVerifier(Verifier):
                                         for r in certs_from_pem(want.pem)):
             return [Finding(cluster, "identity", "fail", "the issuer certificate is not issued by "
                             f"a trust anchor of the spec ({want.short()})", APPLY)]
+        wrong = self.signing_mismatch(cluster, crt, crt)
+        if wrong is not None:
+            return [Finding(cluster, "identity", "fail", f"the issuer certificate is {wrong}",
+                            APPLY)]
         return [Finding(cluster, "identity", "ok", f"{reason}; issuer chains to the trust anchors"
                         if want is not None else reason)]
 

@@ -86,6 +86,31 @@ def test_drop_old_waits_a_workload_certificate_lifetime_and_shows_when() -> None
     assert problems(ahead, ("west", "central"), now=T0 + dt.timedelta(hours=25)) == []
 
 
+def test_drop_old_wait_counts_from_the_sign_with_new_render_when_later() -> None:
+    """Asked for at T0, rendered (so applied at the earliest) 30 h later: until then the
+    clusters kept signing with the old root, so the wait runs from the render."""
+    rot = Rotation(Phase.SIGN_WITH_NEW, since=T0, signing_since=T0)
+    late = T0 + dt.timedelta(hours=30)
+    at = {"east": T0 + dt.timedelta(hours=1), "west": late, "central": T0}
+
+    def found(now: dt.datetime) -> list[str]:
+        return advance_problems(rot, CLUSTERS, CLUSTERS, now, "old", "new", rendered(rot), at)
+
+    refused = found(T0 + dt.timedelta(hours=26))
+    assert len(refused) == 3 and all("before 2026-12-05T15:00:00Z" in p for p in refused)
+    assert found(late + dt.timedelta(hours=25)) == []
+    # render times before signing_since change nothing
+    early = {c: T0 - dt.timedelta(days=2) for c in CLUSTERS}
+    assert advance_problems(rot, CLUSTERS, CLUSTERS, T0 + dt.timedelta(hours=25), "old",
+                            "new", rendered(rot), early) == []
+    # a cluster already at drop-old (its later render) does not hold the others back
+    ahead = Rotation(Phase.SIGN_WITH_NEW, ahead=frozenset({"east"}), since=T0,
+                     signing_since=T0)
+    assert advance_problems(ahead, CLUSTERS, ("west", "central"), T0 + dt.timedelta(hours=25),
+                            "old", "new", rendered(ahead),
+                            {"east": T0 + dt.timedelta(hours=25)}) == []
+
+
 def test_no_cluster_drops_old_before_every_cluster_signs_with_new() -> None:
     rot = Rotation(Phase.TRUST_BOTH, ahead=frozenset({"east"}), signing_since=None)
     found = advance_problems(rot, CLUSTERS, ("west",), T0 + dt.timedelta(days=3), "old", "new",
@@ -121,6 +146,16 @@ def test_abort() -> None:
     assert aborted(back, CLUSTERS, T0 + dt.timedelta(hours=25)) is None
     dropped = Rotation(Phase.SIGN_WITH_NEW, ahead=frozenset({"west"}))
     assert "already dropped the old root" in abort_problems(dropped, CLUSTERS, T0)[0]
+    # the second abort needs the first one applied (rendered), and waits from that render
+    later = T0 + dt.timedelta(hours=40)
+    stale = {c: expected_render(Phase.SIGN_WITH_NEW, "old", "new") for c in CLUSTERS}
+    found = abort_problems(back, CLUSTERS, later, "old", "new", stale, {})
+    assert len(found) == 3 and all("must be applied" in p for p in found)
+    found = abort_problems(back, CLUSTERS, later, "old", "new", rendered(back),
+                           {c: T0 + dt.timedelta(hours=20) for c in CLUSTERS})
+    assert found and "2026-12-05T05:00:00Z" in found[0]
+    assert abort_problems(back, CLUSTERS, T0 + dt.timedelta(hours=45), "old", "new",
+                          rendered(back), {c: T0 + dt.timedelta(hours=20) for c in CLUSTERS}) == []
     # advancing again after an abort resumes the rotation
     resumed = advanced(back, CLUSTERS, CLUSTERS, T0)
     assert resumed is not None and resumed.aborted_at is None

@@ -348,6 +348,7 @@ def test_abort_from_trust_both_removes_the_rotation(env: Env) -> None:
     env.render()
     out = env.rotate("--abort")
     assert "aborted" in out and env.rotation() is None
+    assert "restart meshed workloads" in out   # xDS-pushed two-root bundles stay until then
     env.render()   # back to the old root alone: the render accepts it (old was trusted)
     assert bundles(env.out, "istio")["east"] == [fp(env.root_cert())]
 
@@ -362,11 +363,14 @@ def test_abort_from_sign_with_new_goes_back_then_waits(env: Env, fast_kdf_and_cl
     env.rotate("--abort")
     rot = env.rotation()
     assert rot is not None and rot["phase"] == "trust-both" and rot["abortedAt"]
+    refused = env.rotate("--abort", code=2)   # the abort is not rendered (applied) yet
+    assert "the abort must be applied before the new root is dropped" in refused
     env.render()
     assert signing_root(env.out, "istio", "east") == fp(env.root_cert())
     assert len(bundles(env.out, "istio")["east"]) == 2
     refused = env.rotate("--abort", code=2)
     assert "2026-12-04T09:00:00Z" in refused
+    assert "--abort (drop the new root): refused now" in env.rotate("--status")
     clock.now = START + dt.timedelta(hours=26)
     env.rotate("--abort")
     assert env.rotation() is None
@@ -499,3 +503,43 @@ def test_advance_finds_the_last_render_without_out(env: Env) -> None:
     assert "does not hold phase sign-with-new" in refused.output
     record = env.config.parent / ".meshboot" / "dev" / "rotation-render.json"
     assert json.loads(record.read_text())["out"] == str(env.out)
+
+
+def test_drop_old_waits_from_the_sign_with_new_render(env: Env, fast_kdf_and_clock: Clock) -> None:
+    """sign-with-new asked for at START but rendered (applied at the earliest) 30 h later:
+    the clusters signed with the old root until then, so drop-old waits from the render."""
+    clock = fast_kdf_and_clock
+    clock.now = START
+    env.rotate()
+    env.render()
+    env.rotate("--advance")
+    clock.now = START + dt.timedelta(hours=30)
+    env.render()
+    clock.now = START + dt.timedelta(hours=31)
+    env.render()   # the same phase rendered again keeps the first render's time
+    refused = env.rotate("--advance", code=2)
+    assert "before 2026-12-05T15:00:00Z" in refused
+    assert "drop-old is allowed from 2026-12-05T15:00:00Z" in env.rotate("--status")
+    clock.now = START + dt.timedelta(hours=55)
+    env.rotate("--advance")
+    rot = env.rotation()
+    assert rot is not None and rot["phase"] == "drop-old"
+
+
+def test_restart_advice_per_mesh_and_phase() -> None:
+    """Linkerd: every bundle change restarts the meshed pods, the multicluster gateway (which
+    terminates the other clusters' mTLS) included; the issuer change does not. Istio: only
+    proxies injected before the rotation (no PROXY_CONFIG_XDS_AGENT), after trust-both."""
+    from pki.rotation import Phase, Rotation
+    from scripts.rotate import restart_advice
+
+    for phase in (Phase.TRUST_BOTH, Phase.DROP_OLD):
+        (line,) = restart_advice("linkerd", Rotation(phase))
+        assert "linkerd-multicluster rollout restart" in line and "every meshed workload" in line
+    assert "before advancing" in restart_advice("linkerd", Rotation(Phase.TRUST_BOTH))[0]
+    (line,) = restart_advice("linkerd", Rotation(Phase.SIGN_WITH_NEW))
+    assert line.startswith("no restart") and "IssuerUpdated" in line
+    (line,) = restart_advice("istio", Rotation(Phase.TRUST_BOTH))
+    assert "PROXY_CONFIG_XDS_AGENT" in line and "rollout restart" in line
+    assert restart_advice("istio", Rotation(Phase.SIGN_WITH_NEW))[0].startswith("no restart")
+    assert restart_advice("istio", Rotation(Phase.DROP_OLD)) == []
