@@ -5,45 +5,14 @@ are: no stack file; a stack file without a root; `meshboot pki init`; a change.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, base_spec, write_stack
-
-SCRIPTS = REPO / ".github" / "scripts"
-MESHBOOT = Path(sys.executable).parent / "meshboot"
-PASSPHRASE = "ci-test-passphrase"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
-def _outputs(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
-
-
-def _run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": f"{MESHBOOT.parent}:/usr/bin:/bin", "HOME": str(cwd)}
-    return subprocess.run([_tool("bash"), str(SCRIPTS / script)], cwd=cwd, env=base | env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run([_tool("git"), "-C", str(repo), "-c", "user.name=t", "-c",
-                           "user.email=t@example.invalid", *args], capture_output=True,
-                          text=True, check=True, timeout=30).stdout.strip()
-
+from tests.ci.scripts_harness import MESHBOOT, PASSPHRASE, git, run, step_outputs
+from tests.conftest import base_spec, write_stack
 
 # -- render-pr.sh ----------------------------------------------------------------------
 
@@ -54,28 +23,28 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     if not MESHBOOT.exists():
         pytest.skip(f"{MESHBOOT} not installed (pip install -e .)")
     repo = tmp_path_factory.mktemp("history")
-    _git(repo, "init", "-q")
+    git(repo, "init", "-q")
     (repo / "README").write_text("x\n")
-    _git(repo, "add", "README")
-    _git(repo, "commit", "-qm", "c0")
-    commits = {"c0": _git(repo, "rev-parse", "HEAD")}
+    git(repo, "add", "README")
+    git(repo, "commit", "-qm", "c0")
+    commits = {"c0": git(repo, "rev-parse", "HEAD")}
     spec = base_spec()
     spec["services"][0]["timeout"] = "3s"
     stack = write_stack(repo, spec, env="prod")
-    _git(repo, "add", stack.name)
-    _git(repo, "commit", "-qm", "c1")
-    commits["c1"] = _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", stack.name)
+    git(repo, "commit", "-qm", "c1")
+    commits["c1"] = git(repo, "rev-parse", "HEAD")
     init = subprocess.run([str(MESHBOOT), "pki", "init", "--config", stack.name], cwd=repo,
                           env={"PATH": "/usr/bin:/bin", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE},
                           capture_output=True, text=True, timeout=120, check=False)
     assert init.returncode == 0, init.stderr
-    _git(repo, "commit", "-qam", "c2")
-    commits["c2"] = _git(repo, "rev-parse", "HEAD")
+    git(repo, "commit", "-qam", "c2")
+    commits["c2"] = git(repo, "rev-parse", "HEAD")
     data = yaml.safe_load(stack.read_text())
     data["config"]["meshboot:services"][0]["timeout"] = "7s"
     stack.write_text(yaml.safe_dump(data, sort_keys=False))
-    _git(repo, "commit", "-qam", "c3")
-    commits["c3"] = _git(repo, "rev-parse", "HEAD")
+    git(repo, "commit", "-qam", "c3")
+    commits["c3"] = git(repo, "rev-parse", "HEAD")
     return repo, commits
 
 
@@ -83,15 +52,15 @@ def _review(history: tuple[Path, dict[str, str]], tmp: Path, base: str, head: st
             deployed: bool) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
     repo, commits = history
     checkout = tmp / "checkout"
-    _git(repo, "worktree", "add", "-q", "--detach", str(checkout), commits[head])
+    git(repo, "worktree", "add", "-q", "--detach", str(checkout), commits[head])
     runner = tmp / "runner"
     runner.mkdir()
     out = runner / "github_output"
-    result = _run("render-pr.sh", checkout, {
+    result = run("render-pr.sh", checkout, {
         "STACK_FILE": "Pulumi.prod.yaml", "BASE_SHA": commits[base], "RUNNER_TEMP": str(runner),
         "GITHUB_OUTPUT": str(out), "MESHBOOT": str(MESHBOOT), "BASE_MESHBOOT": str(MESHBOOT),
         "DEPLOYED": "true" if deployed else "false", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})
-    return result, _outputs(out), runner
+    return result, step_outputs(out), runner
 
 
 def _diff(runner: Path) -> subprocess.CompletedProcess[str]:

@@ -9,51 +9,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-SCRIPTS = REPO / ".github" / "scripts"
-MESHBOOT = Path(sys.executable).parent / "meshboot"
-PASSPHRASE = "ci-test-passphrase"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
-def _outputs(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
-
-
-def _run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": f"{MESHBOOT.parent}:/usr/bin:/bin", "HOME": str(cwd)}
-    return subprocess.run([_tool("bash"), str(SCRIPTS / script)], cwd=cwd, env=base | env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run([_tool("git"), "-C", str(repo), "-c", "user.name=t", "-c",
-                           "user.email=t@example.invalid", *args], capture_output=True,
-                          text=True, check=True, timeout=30).stdout.strip()
-
+from tests.ci.scripts_harness import SCRIPTS, git, run, step_outputs, tool
 
 # -- list-environments.sh ------------------------------------------------------------
 
 
 @pytest.fixture()
 def stacks(tmp_path: Path) -> Path:
-    _tool("jq")
+    tool("jq")
     for env in ("staging", "prod"):
         (tmp_path / f"Pulumi.{env}.yaml").write_text("config: {}\n")
     (tmp_path / "Pulumi.yaml").write_text("name: meshboot\n")
@@ -62,48 +30,48 @@ def stacks(tmp_path: Path) -> Path:
 
 def test_every_stack_file_is_reviewed_when_none_is_deployed(stacks: Path) -> None:
     out = stacks / "out"
-    result = _run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
+    result = run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
                                                    "MESHBOOT_ENVIRONMENTS": " "})
     assert result.returncode == 0, result.stdout + result.stderr
-    lists = {k: json.loads(v) for k, v in _outputs(out).items()}
+    lists = {k: json.loads(v) for k, v in step_outputs(out).items()}
     assert lists == {"review": ["prod", "staging"], "deploy": []}
 
 
 def test_deployed_environments_are_the_listed_ones(stacks: Path) -> None:
     out = stacks / "out"
-    result = _run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
+    result = run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
                                                    "MESHBOOT_ENVIRONMENTS": "prod"})
     assert result.returncode == 0, result.stdout + result.stderr
-    lists = {k: json.loads(v) for k, v in _outputs(out).items()}
+    lists = {k: json.loads(v) for k, v in step_outputs(out).items()}
     assert lists == {"review": ["prod"], "deploy": ["prod"]}
 
 
 def test_a_listed_environment_without_stack_file_fails(stacks: Path) -> None:
     out = stacks / "out"
-    result = _run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
+    result = run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
                                                    "MESHBOOT_ENVIRONMENTS": "prod prd qa"})
     assert result.returncode == 1
     errors = [line for line in result.stdout.splitlines() if line.startswith("::error::")]
     assert len(errors) == 2 and "'prd'" in errors[0] and "Pulumi.prd.yaml" in errors[0]
     assert "'qa'" in errors[1]
-    assert _outputs(out) == {}  # no matrix: no job runs for a half-right list
+    assert step_outputs(out) == {}  # no matrix: no job runs for a half-right list
 
 
 def test_a_stack_file_removed_by_the_pull_request_is_warned(stacks: Path) -> None:
-    _git(stacks, "init", "-q")
+    git(stacks, "init", "-q")
     (stacks / "Pulumi.old.yaml").write_text("config: {}\n")
-    _git(stacks, "add", "Pulumi.old.yaml", "Pulumi.prod.yaml")
-    _git(stacks, "commit", "-qm", "base")
-    base = _git(stacks, "rev-parse", "HEAD")
+    git(stacks, "add", "Pulumi.old.yaml", "Pulumi.prod.yaml")
+    git(stacks, "commit", "-qm", "base")
+    base = git(stacks, "rev-parse", "HEAD")
     (stacks / "Pulumi.old.yaml").unlink()
     out = stacks / "out"
-    result = _run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
+    result = run("list-environments.sh", stacks, {"GITHUB_OUTPUT": str(out),
                                                    "MESHBOOT_ENVIRONMENTS": "", "BASE_REF": base})
     assert result.returncode == 0, result.stdout + result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("::warning")]
     assert len(warnings) == 1 and "file=Pulumi.old.yaml::" in warnings[0]
     assert "pulumi destroy --stack old" in warnings[0]
-    assert json.loads(_outputs(out)["review"]) == ["prod", "staging"]
+    assert json.loads(step_outputs(out)["review"]) == ["prod", "staging"]
 
 
 # -- list-environments.sh on a push ------------------------------------------------------
@@ -111,16 +79,16 @@ def test_a_stack_file_removed_by_the_pull_request_is_warned(stacks: Path) -> Non
 
 @pytest.fixture()
 def pushed(stacks: Path) -> tuple[Path, str]:
-    _git(stacks, "init", "-q")
+    git(stacks, "init", "-q")
     (stacks / "stacks").mkdir()
     (stacks / "stacks" / "plan.py").write_text("x = 1\n")
-    _git(stacks, "add", ".")
-    _git(stacks, "commit", "-qm", "before")
-    return stacks, _git(stacks, "rev-parse", "HEAD")
+    git(stacks, "add", ".")
+    git(stacks, "commit", "-qm", "before")
+    return stacks, git(stacks, "rev-parse", "HEAD")
 
 
 def _deployed(repo: Path, before: str) -> subprocess.CompletedProcess[str]:
-    return _run("list-environments.sh", repo, {"GITHUB_OUTPUT": str(repo / ".out"),
+    return run("list-environments.sh", repo, {"GITHUB_OUTPUT": str(repo / ".out"),
                                                "MESHBOOT_ENVIRONMENTS": "staging prod",
                                                "CHANGED_SINCE": before})
 
@@ -129,22 +97,22 @@ def test_a_push_deploys_the_environments_whose_stack_file_changed(pushed: tuple[
     repo, before = pushed
     (repo / "Pulumi.staging.yaml").write_text("config: {a: 1}\n")
     (repo / "README.md").write_text("docs\n")  # does not change what is deployed
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "staging")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "staging")
     result = _deployed(repo, before)
     assert result.returncode == 0, result.stdout + result.stderr
-    outputs = _outputs(repo / ".out")
-    assert json.loads(outputs["deploy"]) == ["staging"]
-    assert json.loads(outputs["review"]) == ["prod", "staging"]
+    found = step_outputs(repo / ".out")
+    assert json.loads(found["deploy"]) == ["staging"]
+    assert json.loads(found["review"]) == ["prod", "staging"]
 
 
 def test_a_push_changing_meshboot_deploys_every_environment(pushed: tuple[Path, str]) -> None:
     repo, before = pushed
     (repo / "stacks" / "plan.py").write_text("x = 2\n")
-    _git(repo, "commit", "-qam", "code")
+    git(repo, "commit", "-qam", "code")
     result = _deployed(repo, before)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(_outputs(repo / ".out")["deploy"]) == ["prod", "staging"]
+    assert json.loads(step_outputs(repo / ".out")["deploy"]) == ["prod", "staging"]
 
 
 def test_an_unknown_previous_head_deploys_every_environment(pushed: tuple[Path, str]) -> None:
@@ -152,7 +120,7 @@ def test_an_unknown_previous_head_deploys_every_environment(pushed: tuple[Path, 
     for before in ("0" * 40, "1234567890abcdef1234567890abcdef12345678"):  # new branch, force push
         result = _deployed(repo, before)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert json.loads(_outputs(repo / ".out")["deploy"]) == ["prod", "staging"]
+        assert json.loads(step_outputs(repo / ".out")["deploy"]) == ["prod", "staging"]
 
 
 # -- deploy-under-way.sh ------------------------------------------------------------------
@@ -170,7 +138,7 @@ jq -r "$jq_expr" "$file"
 @pytest.mark.parametrize(("job_status", "check"), [
     ("in_progress", "false"), ("queued", "false"), ("waiting", "true"), ("completed", "true")])
 def test_drift_waits_for_a_queued_or_running_up(tmp_path: Path, job_status: str, check: str) -> None:
-    _tool("jq")
+    tool("jq")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "gh").write_text(FAKE_GH)
@@ -183,14 +151,14 @@ def test_drift_waits_for_a_queued_or_running_up(tmp_path: Path, job_status: str,
         {"name": "pulumi up (prod)", "status": job_status}]}))
     out = tmp_path / "out"
     result = subprocess.run(
-        [_tool("bash"), str(SCRIPTS / "deploy-under-way.sh")], cwd=tmp_path,
+        [tool("bash"), str(SCRIPTS / "deploy-under-way.sh")], cwd=tmp_path,
         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_GH_DIR": str(tmp_path),
              "JOB_NAME": "pulumi up (prod)", "GITHUB_REPOSITORY": "acme/mesh",
              "GITHUB_WORKFLOW_REF": "acme/mesh/.github/workflows/meshboot.yml@refs/heads/main",
              "GITHUB_OUTPUT": str(out)},
         capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert _outputs(out) == {"check": check}
+    assert step_outputs(out) == {"check": check}
     assert ("::notice::" in result.stdout) == (check == "false")
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls[0].startswith("run list --repo acme/mesh --workflow meshboot.yml --event push")
@@ -226,12 +194,12 @@ def test_render_pr_decisions(tmp_path: Path, base_root: str, head_root: str, dep
                              annotation: str | None, shared: bool) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    _git(repo, "init", "-q")
+    git(repo, "init", "-q")
     stack = repo / "Pulumi.prod.yaml"
     stack.write_text(f"# root: {base_root}\nconfig: {{}}\n")
-    _git(repo, "add", stack.name)
-    _git(repo, "commit", "-qm", "base")
-    base = _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", stack.name)
+    git(repo, "commit", "-qm", "base")
+    base = git(repo, "rev-parse", "HEAD")
     stack.write_text(f"# root: {head_root}\nconfig: {{}}\n")
     fake = tmp_path / "meshboot"
     fake.write_text(FAKE_MESHBOOT)
@@ -239,12 +207,12 @@ def test_render_pr_decisions(tmp_path: Path, base_root: str, head_root: str, dep
     runner = tmp_path / "runner"
     runner.mkdir()
     log = tmp_path / "calls"
-    result = _run("render-pr.sh", repo, {
+    result = run("render-pr.sh", repo, {
         "STACK_FILE": stack.name, "BASE_SHA": base, "RUNNER_TEMP": str(runner),
         "GITHUB_OUTPUT": str(runner / "out"), "MESHBOOT": str(fake), "BASE_MESHBOOT": str(fake),
         "DEPLOYED": str(deployed).lower(), "FAKE_LOG": str(log)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert _outputs(runner / "out") == {"base_exists": "true", "base_root": base_root,
+    assert step_outputs(runner / "out") == {"base_exists": "true", "base_root": base_root,
                                         "head_root": head_root}
     (base_out, base_pki), (head_out, head_pki) = (line.split() for line in log.read_text().splitlines())
     assert (base_out, head_out) == (str(runner / "render" / "base"), str(runner / "render" / "head"))
