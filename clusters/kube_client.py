@@ -377,8 +377,10 @@ def connect(location: KubeconfigLocation, context: str | None, base_dir: Path,
     except KubeconfigError as err:
         raise KubeError(str(err), "set meshboot:clusters[].kubeconfig", config=True) from None
     except yaml.YAMLError as err:
-        raise KubeError(f"{location.path or 'inline kubeconfig'}: not YAML "
-                        f"({str(err).splitlines()[0]})", config=True) from None
+        # source.where: the file found (the spec's, or from $KUBECONFIG), or "the inline kubeconfig"
+        raise KubeError(f"{source.where}: not YAML ({str(err).splitlines()[0]})",
+                        "fix the kubeconfig or meshboot:clusters[].kubeconfig",
+                        config=True) from None
     where = source.where
     if not isinstance(doc, dict):
         raise KubeError(f"{where}: not a kubeconfig (expected a mapping)", config=True)

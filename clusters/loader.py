@@ -64,8 +64,19 @@ def env_name(path: Path) -> str:
     return path.stem
 
 
-def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> LoadedSpec:
-    """Read ``Pulumi.<env>.yaml``, decrypt ``secure:`` values, validate."""
+# The CA private keys, which only the PKI needs (render, pulumi up, rotate, pki init).
+KEY_PATHS = ("meshboot:pki.rootCa.keyPem", "meshboot:pki.rotation.newRoot.keyPem")
+KEY_NOT_READ = "(secure value, not read)"
+
+
+def load_stack_file(path: str | Path, env: dict[str, str] | None = None, *,
+                    read_keys: bool = True) -> LoadedSpec:
+    """Read ``Pulumi.<env>.yaml``, decrypt ``secure:`` values, validate.
+
+    ``read_keys=False``: the CA private keys (:data:`KEY_PATHS`) are left encrypted and
+    stand as :data:`KEY_NOT_READ`, for commands that never touch the PKI (``graph``), so
+    they run where the passphrase is not at hand (a pull request's CI job).
+    """
     path = Path(path)
     source = path.name if path.parent == Path(".") else str(path)
     try:
@@ -86,7 +97,8 @@ def load_stack_file(path: str | Path, env: dict[str, str] | None = None) -> Load
     if not isinstance(config, dict):
         raise SpecError(source, [Problem("config", "must be a mapping")])
     problems.extend(_plain_rotation_key(config))
-    decrypted = _decrypt_secure(config, doc, env, problems)
+    decrypted = _decrypt_secure(config, doc, env, problems,
+                                skip=() if read_keys else KEY_PATHS)
     spec = spec_from_config(decrypted, source, base_dir=path.parent, extra_problems=problems)
     return LoadedSpec(spec=spec, source=source, env=env_name(path), base_dir=path.parent,
                       warnings=tuple(sorted(spec_warnings(spec), key=problem_order)))
@@ -261,8 +273,10 @@ def _decrypt_secure(
     stack_doc: dict[str, Any],
     env: dict[str, str] | None,
     problems: list[Problem],
+    skip: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """``meshboot:*`` values with every ``{secure: ...}`` leaf replaced by its plaintext.
+    """``meshboot:*`` values with every ``{secure: ...}`` leaf replaced by its plaintext
+    (those at a key path in ``skip`` by :data:`KEY_NOT_READ`, undecrypted).
 
     Other providers' keys (``aws:``, ``gcp:``, ...) are dropped unread: their
     secrets may need a KMS or Pulumi Cloud that render cannot reach, and
@@ -289,6 +303,8 @@ def _decrypt_secure(
         kind = type(value)
         if kind is dict:
             if len(value) == 1 and "secure" in value and isinstance(value["secure"], str):
+                if skip and "".join(where) in skip:
+                    return KEY_NOT_READ
                 try:
                     return crypter().decrypt(value["secure"])
                 except SecretDecryptError as exc:

@@ -30,11 +30,11 @@ def _fail_spec(err: SpecError) -> None:
     sys.exit(EXIT_SPEC)
 
 
-def _load(config: Path) -> LoadedSpec:
+def _load(config: Path, read_keys: bool = True) -> LoadedSpec:
     from stacks.build import with_plan_problems
 
     try:
-        loaded = load_stack_file(config)
+        loaded = load_stack_file(config, read_keys=read_keys)
     except SpecError as err:
         _fail_spec(with_plan_problems(err))
         raise AssertionError("unreachable") from err

@@ -92,7 +92,7 @@ def graph(config: Path, fmt: str | None, out: str | None) -> None:
     refusals = out_problems(out, fmt, config)
     for line in refusals:  # reported with the spec's problems, if any
         click.echo(f"error: {line}", err=True)
-    loaded = _load(config)
+    loaded = _load(config, read_keys=False)   # no CA key is drawn: no passphrase needed
     plan = _plan(loaded)
     if refusals:
         sys.exit(EXIT_SPEC)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -51,6 +52,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _q(path: str | Path) -> str:
+    """A path as one POSIX shell word, so a printed command can be pasted as it is."""
+    return shlex.quote(str(path))
+
+
 def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -70,11 +76,11 @@ def rotate() -> None:
 @rotate.command("root")
 @click.option("--config", "config", required=True, type=click.Path(path_type=Path),
               help="Pulumi stack file (Pulumi.<env>.yaml) whose root to rotate.")
-@click.option("--status", "action", flag_value="status",
+@click.option("--status", "status", is_flag=True,
               help="Show the phase of every cluster and what to apply before advancing.")
-@click.option("--advance", "action", flag_value="advance",
+@click.option("--advance", "advance", is_flag=True,
               help="Move to the next phase (every cluster, or those given with --cluster).")
-@click.option("--abort", "action", flag_value="abort",
+@click.option("--abort", "abort", is_flag=True,
               help="Return to the old root (from trust-both or sign-with-new).")
 @click.option("--cluster", "only", multiple=True, metavar="NAME",
               help="--advance: move only this cluster (repeatable); the others follow later.")
@@ -86,8 +92,8 @@ def rotate() -> None:
               help="Start with this (enterprise) root certificate instead of a generated one.")
 @click.option("--new-root-key", "key_file", type=click.Path(path_type=Path), default=None,
               help="Its private key (PEM); stored in the stack file as a secure value.")
-def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | None,
-         cert_file: Path | None, key_file: Path | None) -> None:
+def root(config: Path, status: bool, advance: bool, abort: bool, only: tuple[str, ...],
+         out: Path | None, cert_file: Path | None, key_file: Path | None) -> None:
     """Rotate the root CA: trust both -> sign with new -> drop old -> done.
 
     Without --status/--advance/--abort, starts a rotation: a new root (or
@@ -97,6 +103,13 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
     """
     from scripts.cli import _load, _plan
 
+    # One action at a time: with flag_value options the last flag would silently win, so
+    # `--status --abort` (a look that turns into an abort) is refused instead.
+    asked = [name for name, on in (("status", status), ("advance", advance), ("abort", abort))
+             if on]
+    if len(asked) > 1:
+        _fail([f"--{' and --'.join(asked)}: give one of --status, --advance, --abort"])
+    action = asked[0] if asked else None
     loaded = _load(config)
     _plan(loaded)  # the whole spec and plan must be valid (exit 2 otherwise)
     if action is None:
@@ -111,7 +124,7 @@ def root(config: Path, action: str | None, only: tuple[str, ...], out: Path | No
     state = _state(loaded)
     if state is None:
         _fail([f"{loaded.source}: no root rotation in progress (meshboot:pki.rotation is not "
-               f"set); start one with `meshboot rotate root --config {loaded.source}`"])
+               f"set); start one with `meshboot rotate root --config {_q(loaded.source)}`"])
         return
     rot, old_fp, new_fp = state
     clusters = loaded.spec.cluster_names
@@ -278,7 +291,7 @@ def status_lines(loaded: LoadedSpec, rot: Rotation, old_fp: str, new_fp: str,
                f"{names.get(got.signing, got.signing[:12])}") + ")")
         lines.append(f"  {c}: {phase.label}: trusts {' + '.join(trusted_roots(phase))}, "
                      f"signs with {'new' if want.signing == new_fp else 'old'}; {state}")
-    apply_cmd = (f"meshboot render --config {loaded.source} --out {out_dir}, then apply it "
+    apply_cmd = (f"meshboot render --config {_q(loaded.source)} --out {_q(out_dir)}, then apply it "
                  "(kubectl / Flux) or `pulumi up` (render also then: the render is what "
                  "records the phase here; meshboot cannot see Pulumi's state)")
     lines.append("before advancing:")
@@ -404,7 +417,7 @@ def _write(loaded: LoadedSpec, config: Path, rot: Rotation | None, finish: bool)
             if rot.ahead else ""
         click.echo(f"{source}: meshboot:pki.rotation: phase {rot.phase.label}{ahead}")
         click.echo(f"next: render and apply it (or `pulumi up`), `meshboot verify`, then "
-                   f"`meshboot rotate root --config {source} --status`")
+                   f"`meshboot rotate root --config {_q(source)} --status`")
         return
     if finish:
         _replace(loaded, config, text, doc, {"rootCa": {"certPem": raw_new["certPem"],
@@ -433,11 +446,11 @@ def _start(loaded: LoadedSpec, config: Path, cert_file: Path | None,
     source = loaded.source
     if loaded.spec.pki.rotation is not None:
         _fail([f"{source}: a root rotation is already in progress (phase "
-               f"{loaded.spec.pki.rotation.phase}); see `meshboot rotate root --config {source} "
+               f"{loaded.spec.pki.rotation.phase}); see `meshboot rotate root --config {_q(source)} "
                "--status`, then --advance or --abort"])
     if loaded.spec.pki.root_ca is None:
         _fail([f"{source}: meshboot:pki.rootCa is not set: the stack file must hold the current "
-               f"root before it can be rotated (`meshboot pki init --config {source}`)"])
+               f"root before it can be rotated (`meshboot pki init --config {_q(source)}`)"])
     if (cert_file is None) != (key_file is None):
         _fail(["give both --new-root-cert and --new-root-key, or neither"])
     text, doc = _raw_doc(loaded, config)
@@ -477,4 +490,4 @@ def _start(loaded: LoadedSpec, config: Path, cert_file: Path | None,
                f"{fingerprint(new.cert)} (key stored as a secure value)")
     click.echo("every cluster now trusts the old and the new root and still signs with the "
                "old one. Next: render and apply it (or `pulumi up`), `meshboot verify`, then "
-               f"`meshboot rotate root --config {source} --advance`")
+               f"`meshboot rotate root --config {_q(source)} --advance`")

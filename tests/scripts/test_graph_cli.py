@@ -125,3 +125,28 @@ def test_spec_errors_and_out_errors_reported_together(tmp_path: Path) -> None:
     err = result.stderr
     assert "meshboot:clusters[2].primary" in err and "meshboot:services[0].clusters[1]" in err
     assert "error: --out" in err and "Traceback" not in err
+
+
+def test_no_passphrase_needed_for_the_ca_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picture draws no key: a stack file holding the root (and a rotation's new root) as
+    secure values graphs without PULUMI_CONFIG_PASSPHRASE, e.g. in a pull request's CI job
+    that has no secrets; commands that use the keys still need it."""
+    from pki.ca import CA
+
+    for var in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    old, new = (CA.create_root(profile="istio", key_algorithm="ecdsa-p256", validity_days=30)
+                for _ in range(2))
+    secure = {"secure": "v1:bm90LXJlYWQ=:bm90LXJlYWQ="}   # never decrypted here
+    spec = multi_primary()
+    spec["pki"] = {"rootCa": {"certPem": old.cert_pem, "keyPem": secure},
+                   "rotation": {"phase": "trust-both",
+                                "newRoot": {"certPem": new.cert_pem, "keyPem": dict(secure)}}}
+    config = write_stack(tmp_path, spec)
+    plain = write_stack(tmp_path, multi_primary(), env="plain")
+    result = run("--config", str(config), "--format", "mermaid")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == run("--config", str(plain), "--format", "mermaid").stdout
+    validate = CliRunner().invoke(cli, ["validate", "--config", str(config)])
+    assert validate.exit_code == 2
+    assert "meshboot:pki.rootCa.keyPem: secure value cannot be decrypted" in validate.output

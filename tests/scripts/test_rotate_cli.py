@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -392,6 +393,36 @@ def test_second_start_refused_and_status_without_rotation(env: Env) -> None:
                                                                code=2)
     assert "no such cluster" in env.rotate("--advance", "--cluster", "nope", code=2)
     assert env.config.read_text() == before
+
+
+def test_one_action_at_a_time(env: Env) -> None:
+    """`--status --abort` is not a status that turns into an abort: refused, nothing changed."""
+    env.rotate()
+    before = env.config.read_text()
+    for flags in (("--status", "--abort"), ("--abort", "--status"), ("--advance", "--abort")):
+        out = env.rotate(*flags, code=2)
+        assert "give one of --status, --advance, --abort" in out
+        assert env.config.read_text() == before
+
+
+def test_printed_commands_survive_a_space_in_the_path(tmp_path: Path) -> None:
+    """The commands rotate prints are pasted into a shell: a stack file (and render) in a
+    directory with a space must come out as one word each."""
+    home = tmp_path / "my envs"
+    home.mkdir()
+    e = Env(home, "istio")
+    e.config = e.config.rename(home / "Pulumi.staging.yaml")
+    e.out = home / "out dir"
+    e.cli("pki", "init", "--config", str(e.config))
+    started = e.rotate()
+    e.render()
+    status = e.rotate("--status")
+    render_line = next(line for line in status.splitlines() if "meshboot render" in line)
+    words = shlex.split(render_line.split("1. ", 1)[1].split(",", 1)[0])
+    assert words == ["meshboot", "render", "--config", str(e.config), "--out", str(e.out)]
+    advance = started.split("then `", 1)[1].split("`", 1)[0]
+    assert shlex.split(advance) == ["meshboot", "rotate", "root", "--config", str(e.config),
+                                    "--advance"]
 
 
 def test_skipping_a_phase_by_hand_is_refused_by_render(env: Env) -> None:

@@ -325,6 +325,25 @@ def test_bad_credentials_unreachable_server_and_unknown_context(
     assert "prod-west" in row(rows, "west", "kubeconfig")["reason"]
 
 
+def test_unparsable_kubeconfig_from_the_environment_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        istio_pki: tuple[CA, dict[str, CA]]) -> None:
+    """No kubeconfig in the spec: the one $KUBECONFIG names is read; if it is not YAML the
+    row names that file (not "inline kubeconfig") and verify exits 2."""
+    broken = tmp_path / "kube config.yaml"
+    broken.write_text("clusters: [\n")
+    monkeypatch.setenv("KUBECONFIG", str(broken))
+    spec = mesh.istio_spec()
+    for c in spec["clusters"]:
+        del c["kubeconfig"]
+    result, rows = run(stack(tmp_path, spec, istio_pki[0], "http://127.0.0.1:1"),
+                       "--cluster", "east")
+    assert result.exit_code == 2
+    found = row(rows, "east", "kubeconfig")
+    assert found["reason"].startswith(f"{broken}: not YAML"), found
+    assert "inline" not in found["reason"] and found["fix"]
+
+
 def test_https_with_a_relative_certificate_authority(
         tmp_path: Path, istio_pki: tuple[CA, dict[str, CA]]) -> None:
     """TLS through the real client; `certificate-authority: certs/ca.crt` resolves against the
