@@ -152,8 +152,30 @@ def _documents(path: Path, data: bytes) -> list[dict[str, Any]]:
         if not isinstance(doc, dict):
             raise TreeError(f"{path}: document {index + 1}: not a Kubernetes object "
                             f"(a {type(doc).__name__}, expected a mapping)")
+        if _shares_nodes(doc):
+            raise TreeError(f"{path}: document {index + 1}: uses YAML aliases (*name), which "
+                            "meshboot never writes; expand them to compare this file")
         out.append(doc)
     return out
+
+
+def _shares_nodes(doc: dict[str, Any]) -> bool:
+    """Whether a mapping or list occurs twice in ``doc``: only an alias does that.
+
+    An alias costs nothing to load but is walked once per use when compared and
+    hashed, so a few nested ones (the "billion laughs") would never finish.
+    Render writes no aliases; like the stack file's reader, diff refuses them.
+    """
+    seen: set[int] = set()
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend(c for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:

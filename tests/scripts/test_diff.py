@@ -215,8 +215,13 @@ def test_config_against_renders_without_touching_the_store(renders: dict[str, Pa
     assert after == before
 
 
+ALIAS_BOMB = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: y}\ndata:\n" + "".join(
+    f"  {k}: &{k} [{', '.join([f'*{p}'] * 9 if p else ['1'] * 9)}]\n"
+    for p, k in zip(["", *"abcdefg"], "abcdefgh", strict=True))
+
+
 @pytest.mark.parametrize("case", ["missing", "no-marker", "bad-yaml", "not-object", "one-dir",
-                                  "config-alone"])
+                                  "config-alone", "aliases"])
 def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -> None:
     bad = tmp_path / "bad"
     args: list[str]
@@ -240,12 +245,19 @@ def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -
     else:
         args = ["--config", str(REPO / "Pulumi.dev.yaml")]
         expect = "--config and --against go together"
+    if case == "aliases":   # 9**8 leaves once expanded: comparing them would never end
+        shutil.copytree(renders["base"], bad)
+        (bad / "east" / "99-by-hand.yaml").write_text(ALIAS_BOMB)
+        args = [str(bad), str(bad)]
+        expect = "uses YAML aliases"
     result = _run("diff", *args)
     assert result.exit_code == 2, result.output
     assert expect in result.stderr
     assert "Traceback" not in result.output
     if case in ("bad-yaml", "not-object"):
         assert str(bad / "east" / "10-policy.yaml") in result.stderr
+    if case == "aliases":
+        assert str(bad / "east" / "99-by-hand.yaml") in result.stderr
 
 
 def test_linkerd_issuer_and_anchor(tmp_path: Path) -> None:
