@@ -29,6 +29,7 @@ except AttributeError:  # pragma: no cover
 
 # What render writes in the marker's "secrets": where this tree's Secrets are.
 SECRETS_ELSEWHERE = "--secrets-out"
+SECRETS_TREE = "this tree"  # ... and in the marker of the --secrets-out tree itself
 
 
 class TreeError(Exception):
@@ -99,6 +100,12 @@ def read_tree(directory: Path, secrets_dir: Path | None = None) -> RenderTree:
     _read_objects(tree, directory, marker)
     if secrets_dir is not None:
         secrets_marker = read_marker(secrets_dir)
+        if secrets_marker.get("secrets") != SECRETS_TREE:
+            raise TreeError(f"{secrets_dir}: not the Secrets of a render (its "
+                            f"{MARKER} is not that of a --secrets-out tree)")
+        if marker.get("secrets") != SECRETS_ELSEWHERE:
+            raise TreeError(f"{directory}: holds its own Secrets (rendered without "
+                            f"--secrets-out), so {secrets_dir} cannot be its Secrets tree")
         _read_objects(tree, secrets_dir, secrets_marker)
     else:
         tree.has_secrets = marker.get("secrets") != SECRETS_ELSEWHERE

@@ -221,7 +221,8 @@ ALIAS_BOMB = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: y}
 
 
 @pytest.mark.parametrize("case", ["missing", "no-marker", "bad-yaml", "not-object", "one-dir",
-                                  "config-alone", "aliases"])
+                                  "config-alone", "aliases", "secrets-not-secrets-out",
+                                  "secrets-of-inline-tree"])
 def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -> None:
     bad = tmp_path / "bad"
     args: list[str]
@@ -250,6 +251,14 @@ def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -
         (bad / "east" / "99-by-hand.yaml").write_text(ALIAS_BOMB)
         args = [str(bad), str(bad)]
         expect = "uses YAML aliases"
+    if case == "secrets-not-secrets-out":   # another render's tree is not the split's Secrets
+        args = [str(renders["split"]), str(renders["split"]),
+                "--old-secrets", str(renders["base"])]
+        expect = "not the Secrets of a render"
+    if case == "secrets-of-inline-tree":    # base holds its Secrets: they would count twice
+        args = [str(renders["base"]), str(renders["split"]),
+                "--old-secrets", str(renders["split-secrets"])]
+        expect = "holds its own Secrets"
     result = _run("diff", *args)
     assert result.exit_code == 2, result.output
     assert expect in result.stderr
