@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def _read_objects(tree: RenderTree, directory: Path, marker: dict[str, Any]) -> 
     for rel in sorted(set(listed) - set(found)):
         tree.warnings.append(f"{directory}: {rel} is listed in {MARKER} but missing")
     for rel in found:
-        data = (directory / rel).read_bytes()
+        data = _read_regular(directory / rel)
         if rel not in listed:
             tree.warnings.append(f"{directory}: {rel} was not written by meshboot (not in {MARKER})")
         elif hashlib.sha256(data).hexdigest() != listed[rel]:
@@ -145,6 +146,22 @@ def _yaml_files(directory: Path) -> list[str]:
             if name.endswith((".yaml", ".yml")):
                 out.append((base / name).relative_to(directory).as_posix())
     return sorted(out)
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file; a FIFO or a device (e.g. a symlink to /dev/zero)
+    would block or never end, so it is refused like any unreadable file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise TreeError(f"{path}: cannot read it ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TreeError(f"{path}: not a regular file")
+        try:
+            return f.read()
+        except OSError as exc:
+            raise TreeError(f"{path}: cannot read it ({exc.strerror})") from exc
 
 
 def _documents(path: Path, data: bytes) -> list[dict[str, Any]]:

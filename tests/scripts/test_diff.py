@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
 import shutil
 from pathlib import Path
@@ -222,7 +223,7 @@ ALIAS_BOMB = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: y}
 
 @pytest.mark.parametrize("case", ["missing", "no-marker", "bad-yaml", "not-object", "one-dir",
                                   "config-alone", "aliases", "secrets-not-secrets-out",
-                                  "secrets-of-inline-tree"])
+                                  "secrets-of-inline-tree", "fifo", "device"])
 def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -> None:
     bad = tmp_path / "bad"
     args: list[str]
@@ -251,6 +252,14 @@ def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -
         (bad / "east" / "99-by-hand.yaml").write_text(ALIAS_BOMB)
         args = [str(bad), str(bad)]
         expect = "uses YAML aliases"
+    if case in ("fifo", "device"):   # reading either would block or never end
+        shutil.copytree(renders["base"], bad)
+        if case == "fifo":
+            os.mkfifo(bad / "east" / "99-by-hand.yaml")
+        else:
+            (bad / "east" / "99-by-hand.yaml").symlink_to("/dev/zero")
+        args = [str(renders["base"]), str(bad)]
+        expect = "not a regular file"
     if case == "secrets-not-secrets-out":   # another render's tree is not the split's Secrets
         args = [str(renders["split"]), str(renders["split"]),
                 "--old-secrets", str(renders["base"])]
@@ -265,7 +274,7 @@ def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -
     assert "Traceback" not in result.output
     if case in ("bad-yaml", "not-object"):
         assert str(bad / "east" / "10-policy.yaml") in result.stderr
-    if case == "aliases":
+    if case in ("aliases", "fifo", "device"):
         assert str(bad / "east" / "99-by-hand.yaml") in result.stderr
 
 
