@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import re
 import shutil
@@ -298,3 +299,18 @@ def test_linkerd_issuer_and_anchor(tmp_path: Path) -> None:
         in result.output
     for value in _secret_material(tmp_path / "secrets"):
         assert value not in result.output
+
+
+def test_markdown_names_from_the_tree_cannot_inject(renders: dict[str, Path], tmp_path: Path) -> None:
+    """A hand-edited marker or a cluster directory of any name stays plain text in the comment."""
+    bad = tmp_path / "bad"
+    shutil.copytree(renders["base"], bad)
+    marker = bad / ".meshboot-render.json"
+    data = json.loads(marker.read_text())
+    data["environment"], data["source"] = "x`<img src=a>", "<b>s</b>|t"
+    marker.write_text(json.dumps(data))
+    (bad / "east").rename(bad / "<i>e|f")
+    md = _run("diff", str(renders["base"]), str(bad), "--markdown").stdout
+    assert "### meshboot diff: ``x`<img src=a>`` (&lt;b>s&lt;/b>\\|t)\n" in md
+    assert "<i>" not in md and "| &lt;i>e\\|f (added) |" in md
+    assert "<details><summary><b>&lt;i>e\\|f</b>" in md
