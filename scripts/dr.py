@@ -189,9 +189,14 @@ def _pulumi_names(loaded: LoadedSpec, stack: str | None,
     """(directory of Pulumi.yaml or None, stack, project) for the URNs and commands; exit 2
     naming every name Pulumi would refuse, so no printed command or URN is one it rejects."""
     where = _project_dir(loaded.base_dir)
-    project_name = project or (_project(where) if where else "meshboot")
-    stack_name = stack or loaded.env
     problems = []
+    project_name = project or "meshboot"
+    if project is None and where is not None:
+        found, problem = _project(where)
+        project_name = found or project_name
+        if problem:
+            problems.append(problem)
+    stack_name = stack or loaded.env
     # Pulumi.yaml's own name is taken as the CLI takes it (it does not enforce the rule:
     # sdk/go/common/workspace/project.go Validate); --project is checked.
     if project is not None and not _NAME.fullmatch(project):
@@ -231,16 +236,25 @@ def _run_in(where: Path | None, base_dir: Path) -> str:
             else f"run them in {where}, where Pulumi.yaml is")
 
 
-def _project(base_dir: Path) -> str:
-    """The Pulumi project's ``name`` (URNs hold it) from the Pulumi.yaml in ``base_dir``;
-    ``meshboot`` (this repository's) if it cannot be read."""
+def _project(base_dir: Path) -> tuple[str | None, str | None]:
+    """(the Pulumi project's ``name``, which URNs hold, from the Pulumi.yaml in ``base_dir``;
+    the problem when there is none): the Pulumi CLI refuses a Pulumi.yaml it cannot parse
+    or without a ``name`` (sdk/go/common/workspace/project.go ``Validate``: "project is
+    missing a 'name' attribute"), so URNs of a made-up project would match nothing."""
     import yaml
 
     for file_name in ("Pulumi.yaml", "Pulumi.yml"):
-        try:
-            doc = yaml.safe_load((base_dir / file_name).read_text())
-        except (OSError, yaml.YAMLError):
+        path = base_dir / file_name
+        if not path.is_file():
             continue
+        try:
+            doc = yaml.safe_load(path.read_bytes())
+        except (OSError, yaml.YAMLError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            return None, f"{path}: cannot read the project's name ({reason}); or pass --project"
         name = doc.get("name") if isinstance(doc, dict) else None
-        return name if isinstance(name, str) and name else "meshboot"
-    return "meshboot"
+        if isinstance(name, str) and name:
+            return name, None
+        return None, (f"{path}: name: the project's name is missing or not a string "
+                      "(the Pulumi CLI refuses such a project); fix it or pass --project")
+    return None, None
