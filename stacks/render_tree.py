@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,10 @@ try:  # libyaml when present: renders of big meshes are tens of MB
     _Loader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
+
+# An alias: ``*`` starting a plain token (a plain scalar cannot start with it, so
+# outside quotes it is always an alias); a match inside quotes only costs a walk.
+_ALIAS = re.compile(rb"(?:^|[\s\[{,])\*", re.M)
 
 # What render writes in the marker's "secrets": where this tree's Secrets are.
 SECRETS_ELSEWHERE = "--secrets-out"
@@ -170,13 +175,14 @@ def _documents(path: Path, data: bytes) -> list[dict[str, Any]]:
     except yaml.YAMLError as exc:
         raise TreeError(f"{path}: not valid YAML ({_yaml_reason(exc)})") from exc
     out = []
+    maybe_aliases = _ALIAS.search(data) is not None
     for index, doc in enumerate(docs):
         if doc is None:  # the empty document before a file's first `---`
             continue
         if not isinstance(doc, dict):
             raise TreeError(f"{path}: document {index + 1}: not a Kubernetes object "
                             f"(a {type(doc).__name__}, expected a mapping)")
-        if _shares_nodes(doc):
+        if maybe_aliases and _shares_nodes(doc):
             raise TreeError(f"{path}: document {index + 1}: uses YAML aliases (*name), which "
                             "meshboot never writes; expand them to compare this file")
         out.append(doc)
