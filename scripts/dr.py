@@ -33,7 +33,8 @@ def dr() -> None:
 @click.option("--config", "config", required=True, type=click.Path(path_type=Path),
               help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config; put the "
                    "rebuilt cluster's new apiServer/context/kubeconfig in it first.")
-@click.option("--cluster", "cluster", required=True, help="The cluster that was lost and rebuilt.")
+@click.option("--cluster", "clusters", required=True, multiple=True,
+              help="The cluster that was lost and rebuilt (one per run).")
 @click.option("--pki-dir", "pki_dir", type=click.Path(path_type=Path), default=None,
               help="Local PKI store (default: .meshboot/<env>/pki next to the stack file).")
 @click.option("--stack", "stack", default=None,
@@ -42,9 +43,14 @@ def dr() -> None:
 @click.option("--project", "project", default=None,
               help="Pulumi project name in the URNs (default: `name` of the Pulumi.yaml next "
                    "to the stack file, else meshboot).")
-def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | None,
-                project: str | None) -> None:
+def dr_plan_cmd(config: Path, clusters: tuple[str, ...], pki_dir: Path | None,
+                stack: str | None, project: str | None) -> None:
     """Print what rebuilding CLUSTER keeps and re-issues, and the commands to run."""
+    if len(clusters) != 1:  # click would silently keep the last one
+        click.echo(f"error: --cluster: one cluster per plan (got {', '.join(clusters)}); run "
+                   "`meshboot dr plan` once per lost cluster", err=True)
+        sys.exit(EXIT_SPEC)
+    cluster = clusters[0]
     from pki.ca import certs_from_pem, fingerprint
     from pki.store import PkiStore, PkiStoreError
     from stacks.dr import IntermediateStatus, commands, dr_plan

@@ -307,3 +307,12 @@ def test_linkerd_restarts_reach_each_peer_as_pulumi_does(tmp_path: Path) -> None
         ["kubectl", "--context", "kind-c", "-n", ns, "rollout", "restart", f"deployment/{d}"]
         for ns, d in (("linkerd", "linkerd-destination"),
                       ("linkerd-multicluster", "controller-b"))]
+
+
+def test_one_cluster_per_plan(with_root: Path) -> None:
+    """Two --cluster options are refused, not silently planned for the last one only."""
+    result = invoke("dr", "plan", "--config", str(with_root), "--cluster", "east",
+                    "--cluster", "west")
+    assert result.exit_code == 2, result.output
+    assert "one cluster per plan (got east, west)" in result.output
+    assert "urn:pulumi" not in result.output
