@@ -102,6 +102,10 @@ def read_marker(directory: Path) -> dict[str, Any]:
 def read_tree(directory: Path, secrets_dir: Path | None = None) -> RenderTree:
     """The objects of a render tree (and of its ``--secrets-out`` tree, if given)."""
     marker = read_marker(directory)
+    if marker.get("secrets") == SECRETS_TREE:
+        raise TreeError(f"{directory}: the Secrets of a render (its --secrets-out tree), not "
+                        "the render: give the --out directory, and this one with "
+                        "--old-secrets/--new-secrets")
     tree = RenderTree(path=directory, marker=marker, label=str(directory))
     _read_objects(tree, directory, marker)
     if secrets_dir is not None:

@@ -224,7 +224,8 @@ ALIAS_BOMB = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: y}
 
 @pytest.mark.parametrize("case", ["missing", "no-marker", "bad-yaml", "not-object", "one-dir",
                                   "config-alone", "aliases", "secrets-not-secrets-out",
-                                  "secrets-of-inline-tree", "fifo", "device"])
+                                  "secrets-of-inline-tree", "fifo", "device",
+                                  "secrets-tree-as-render"])
 def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -> None:
     bad = tmp_path / "bad"
     args: list[str]
@@ -261,6 +262,9 @@ def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -
             (bad / "east" / "99-by-hand.yaml").symlink_to("/dev/zero")
         args = [str(renders["base"]), str(bad)]
         expect = "not a regular file"
+    if case == "secrets-tree-as-render":
+        args = [str(renders["split-secrets"]), str(renders["split"])]
+        expect = "the Secrets of a render (its --secrets-out tree), not the render"
     if case == "secrets-not-secrets-out":   # another render's tree is not the split's Secrets
         args = [str(renders["split"]), str(renders["split"]),
                 "--old-secrets", str(renders["base"])]
