@@ -33,7 +33,8 @@ def dr() -> None:
 @click.option("--config", "config", required=True, type=click.Path(path_type=Path),
               help="Pulumi stack file (Pulumi.<env>.yaml) holding the meshboot: config; put the "
                    "rebuilt cluster's new apiServer/context/kubeconfig in it first.")
-@click.option("--cluster", "cluster", required=True, help="The cluster that was lost and rebuilt.")
+@click.option("--cluster", "clusters", required=True, multiple=True,
+              help="The cluster that was lost and rebuilt (one per run).")
 @click.option("--pki-dir", "pki_dir", type=click.Path(path_type=Path), default=None,
               help="Local PKI store (default: .meshboot/<env>/pki next to the stack file).")
 @click.option("--stack", "stack", default=None,
@@ -42,9 +43,14 @@ def dr() -> None:
 @click.option("--project", "project", default=None,
               help="Pulumi project name in the URNs (default: `name` of the Pulumi.yaml next "
                    "to the stack file, else meshboot).")
-def dr_plan_cmd(config: Path, cluster: str, pki_dir: Path | None, stack: str | None,
-                project: str | None) -> None:
+def dr_plan_cmd(config: Path, clusters: tuple[str, ...], pki_dir: Path | None,
+                stack: str | None, project: str | None) -> None:
     """Print what rebuilding CLUSTER keeps and re-issues, and the commands to run."""
+    if len(clusters) != 1:  # click would silently keep the last one
+        click.echo(f"error: --cluster: one cluster per plan (got {', '.join(clusters)}); run "
+                   "`meshboot dr plan` once per lost cluster", err=True)
+        sys.exit(EXIT_SPEC)
+    cluster = clusters[0]
     from pki.ca import certs_from_pem, fingerprint
     from pki.store import PkiStore, PkiStoreError
     from stacks.dr import IntermediateStatus, commands, dr_plan
@@ -189,9 +195,14 @@ def _pulumi_names(loaded: LoadedSpec, stack: str | None,
     """(directory of Pulumi.yaml or None, stack, project) for the URNs and commands; exit 2
     naming every name Pulumi would refuse, so no printed command or URN is one it rejects."""
     where = _project_dir(loaded.base_dir)
-    project_name = project or (_project(where) if where else "meshboot")
-    stack_name = stack or loaded.env
     problems = []
+    project_name = project or "meshboot"
+    if project is None and where is not None:
+        found, problem = _project(where)
+        project_name = found or project_name
+        if problem:
+            problems.append(problem)
+    stack_name = stack or loaded.env
     # Pulumi.yaml's own name is taken as the CLI takes it (it does not enforce the rule:
     # sdk/go/common/workspace/project.go Validate); --project is checked.
     if project is not None and not _NAME.fullmatch(project):
@@ -231,16 +242,25 @@ def _run_in(where: Path | None, base_dir: Path) -> str:
             else f"run them in {where}, where Pulumi.yaml is")
 
 
-def _project(base_dir: Path) -> str:
-    """The Pulumi project's ``name`` (URNs hold it) from the Pulumi.yaml in ``base_dir``;
-    ``meshboot`` (this repository's) if it cannot be read."""
+def _project(base_dir: Path) -> tuple[str | None, str | None]:
+    """(the Pulumi project's ``name``, which URNs hold, from the Pulumi.yaml in ``base_dir``;
+    the problem when there is none): the Pulumi CLI refuses a Pulumi.yaml it cannot parse
+    or without a ``name`` (sdk/go/common/workspace/project.go ``Validate``: "project is
+    missing a 'name' attribute"), so URNs of a made-up project would match nothing."""
     import yaml
 
     for file_name in ("Pulumi.yaml", "Pulumi.yml"):
-        try:
-            doc = yaml.safe_load((base_dir / file_name).read_text())
-        except (OSError, yaml.YAMLError):
+        path = base_dir / file_name
+        if not path.is_file():
             continue
+        try:
+            doc = yaml.safe_load(path.read_bytes())
+        except (OSError, yaml.YAMLError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            return None, f"{path}: cannot read the project's name ({reason}); or pass --project"
         name = doc.get("name") if isinstance(doc, dict) else None
-        return name if isinstance(name, str) and name else "meshboot"
-    return "meshboot"
+        if isinstance(name, str) and name:
+            return name, None
+        return None, (f"{path}: name: the project's name is missing or not a string "
+                      "(the Pulumi CLI refuses such a project); fix it or pass --project")
+    return None, None

@@ -82,12 +82,19 @@ def _md_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("|", "\\|").replace("<", "&lt;")
 
 
+def _code_span(text: str) -> str:
+    """``text`` as inline code that no backtick in it can close (CommonMark code spans)."""
+    ticks = "`" * (_longest_backticks([text]) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
 def markdown_report(diff: TreeDiff, objects_per_cluster: int = MARKDOWN_OBJECTS_PER_CLUSTER) -> str:
     env = diff.new.marker.get("environment") or diff.old.marker.get("environment")
     source = diff.new.marker.get("source") or diff.old.marker.get("source")
     title = "meshboot diff"
-    if env:
-        title += f": `{env}`" + (f" ({source})" if source else "")
+    if env:  # from the markers: a hand-edited one must not inject Markdown or HTML
+        title += f": {_code_span(str(env))}" + (f" ({_md_escape(str(source))})" if source else "")
     out = [COMMENT_TAG, f"### {title}", "", f"**{_md_escape(totals(diff))}**", ""]
     out += [f"> {_md_escape(n)}" for n in diff.notes]
     if diff.notes:
@@ -101,7 +108,7 @@ def markdown_report(diff: TreeDiff, objects_per_cluster: int = MARKDOWN_OBJECTS_
     out += ["| cluster | added | removed | changed |", "| --- | ---: | ---: | ---: |"]
     for c in diff.clusters:
         status = f" ({c.status})" if c.status else ""
-        out.append(f"| {c.name}{status} | {c.count('added')} | {c.count('removed')} | "
+        out.append(f"| {_md_escape(c.name)}{status} | {c.count('added')} | {c.count('removed')} | "
                    f"{c.count('changed')} |")
     out.append("")
     for c in diff.clusters:
@@ -114,7 +121,7 @@ def markdown_report(diff: TreeDiff, objects_per_cluster: int = MARKDOWN_OBJECTS_
         if left > 0:
             body.append(f"... {left} more objects (run `meshboot diff` locally for all)")
         fence = _fence(body)
-        out += [f"<details><summary><b>{c.name}</b>: {_counts(c)}</summary>", "",
+        out += [f"<details><summary><b>{_md_escape(c.name)}</b>: {_counts(c)}</summary>", "",
                 f"{fence}diff", *body, fence, "", "</details>", ""]
     text = "\n".join(out) + "\n"
     if len(text) > MARKDOWN_LIMIT and objects_per_cluster > 5:

@@ -24,6 +24,8 @@ FIELDS_PER_OBJECT = 8
 _SHOWN_CHARS = 60
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _NUMBER_LIKE = re.compile(r"^[-+]?(\d|\.\d)")
+_SECRET_SHOWN = ("apiVersion", "kind", "metadata", "type", "immutable")
+_ABSENT = object()
 
 
 @dataclass
@@ -131,8 +133,14 @@ def object_fields(key: ObjectKey, old: dict[str, Any], new: dict[str, Any]) -> l
             lines.append(f"data[{_quote(k)}]: - (value hidden)")
         elif a[k] != b[k]:
             lines.append(f"data[{_quote(k)}]: changed (value hidden)")
-    rest_a = {k: v for k, v in old.items() if k not in ("data", "stringData")}
-    rest_b = {k: v for k, v in new.items() if k not in ("data", "stringData")}
+    # Only a Secret's identity and type are shown; any field beyond the API's own
+    # (a hand-edited file may hold content anywhere) is hidden like its data.
+    for k in sorted({*old, *new} - {*_SECRET_SHOWN, "data", "stringData"}):
+        if old.get(k, _ABSENT) != new.get(k, _ABSENT):
+            change = "+" if k not in old else "-" if k not in new else "changed"
+            lines.append(f"{_join('', k)}: {change} (value hidden)")
+    rest_a = {k: v for k, v in old.items() if k in _SECRET_SHOWN}
+    rest_b = {k: v for k, v in new.items() if k in _SECRET_SHOWN}
     return lines + _fields(rest_a, rest_b, "")
 
 

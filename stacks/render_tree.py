@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,13 @@ try:  # libyaml when present: renders of big meshes are tens of MB
 except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
 
+# An alias: ``*`` starting a plain token (a plain scalar cannot start with it, so
+# outside quotes it is always an alias); a match inside quotes only costs a walk.
+_ALIAS = re.compile(rb"(?:^|[\s\[{,])\*", re.M)
+
 # What render writes in the marker's "secrets": where this tree's Secrets are.
 SECRETS_ELSEWHERE = "--secrets-out"
+SECRETS_TREE = "this tree"  # ... and in the marker of the --secrets-out tree itself
 
 
 class TreeError(Exception):
@@ -95,10 +102,20 @@ def read_marker(directory: Path) -> dict[str, Any]:
 def read_tree(directory: Path, secrets_dir: Path | None = None) -> RenderTree:
     """The objects of a render tree (and of its ``--secrets-out`` tree, if given)."""
     marker = read_marker(directory)
+    if marker.get("secrets") == SECRETS_TREE:
+        raise TreeError(f"{directory}: the Secrets of a render (its --secrets-out tree), not "
+                        "the render: give the --out directory, and this one with "
+                        "--old-secrets/--new-secrets")
     tree = RenderTree(path=directory, marker=marker, label=str(directory))
     _read_objects(tree, directory, marker)
     if secrets_dir is not None:
         secrets_marker = read_marker(secrets_dir)
+        if secrets_marker.get("secrets") != SECRETS_TREE:
+            raise TreeError(f"{secrets_dir}: not the Secrets of a render (its "
+                            f"{MARKER} is not that of a --secrets-out tree)")
+        if marker.get("secrets") != SECRETS_ELSEWHERE:
+            raise TreeError(f"{directory}: holds its own Secrets (rendered without "
+                            f"--secrets-out), so {secrets_dir} cannot be its Secrets tree")
         _read_objects(tree, secrets_dir, secrets_marker)
     else:
         tree.has_secrets = marker.get("secrets") != SECRETS_ELSEWHERE
@@ -111,7 +128,7 @@ def _read_objects(tree: RenderTree, directory: Path, marker: dict[str, Any]) -> 
     for rel in sorted(set(listed) - set(found)):
         tree.warnings.append(f"{directory}: {rel} is listed in {MARKER} but missing")
     for rel in found:
-        data = (directory / rel).read_bytes()
+        data = _read_regular(directory / rel)
         if rel not in listed:
             tree.warnings.append(f"{directory}: {rel} was not written by meshboot (not in {MARKER})")
         elif hashlib.sha256(data).hexdigest() != listed[rel]:
@@ -140,20 +157,59 @@ def _yaml_files(directory: Path) -> list[str]:
     return sorted(out)
 
 
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file; a FIFO or a device (e.g. a symlink to /dev/zero)
+    would block or never end, so it is refused like any unreadable file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise TreeError(f"{path}: cannot read it ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TreeError(f"{path}: not a regular file")
+        try:
+            return f.read()
+        except OSError as exc:
+            raise TreeError(f"{path}: cannot read it ({exc.strerror})") from exc
+
+
 def _documents(path: Path, data: bytes) -> list[dict[str, Any]]:
     try:
         docs = list(yaml.load_all(data, Loader=_Loader))
     except yaml.YAMLError as exc:
         raise TreeError(f"{path}: not valid YAML ({_yaml_reason(exc)})") from exc
     out = []
+    maybe_aliases = _ALIAS.search(data) is not None
     for index, doc in enumerate(docs):
         if doc is None:  # the empty document before a file's first `---`
             continue
         if not isinstance(doc, dict):
             raise TreeError(f"{path}: document {index + 1}: not a Kubernetes object "
                             f"(a {type(doc).__name__}, expected a mapping)")
+        if maybe_aliases and _shares_nodes(doc):
+            raise TreeError(f"{path}: document {index + 1}: uses YAML aliases (*name), which "
+                            "meshboot never writes; expand them to compare this file")
         out.append(doc)
     return out
+
+
+def _shares_nodes(doc: dict[str, Any]) -> bool:
+    """Whether a mapping or list occurs twice in ``doc``: only an alias does that.
+
+    An alias costs nothing to load but is walked once per use when compared and
+    hashed, so a few nested ones (the "billion laughs") would never finish.
+    Render writes no aliases; like the stack file's reader, diff refuses them.
+    """
+    seen: set[int] = set()
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend(c for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:

@@ -8,11 +8,11 @@
 # and appends notes for the PR comment to $RUNNER_TEMP/notes.md.
 #
 # Both renders share one temporary PKI store, so the head render reuses the intermediates
-# the base render issued and the diff shows only what the PR changes. That holds only when
-# the base render's root is the stack file's meshboot:pki.rootCa: without one, the base
-# render made a root up on this runner, and a head that imports a root (the PR that runs
-# `meshboot pki init`) would be refused by that store ("root rotation is not done
-# implicitly"). Then the head renders with a store of its own.
+# the base render issued and the diff shows only what the PR changes (also when neither
+# has meshboot:pki.rootCa: the head reuses the root the base made up on this runner). A
+# head that imports a root over a base without one (the PR that runs `meshboot pki init`)
+# is refused by that store ("root rotation is not done implicitly"); then the head
+# renders with a store of its own.
 #
 # A fresh runner has no PKI store, so the head render's root must come from the stack file;
 # otherwise it is an error for a deployed environment ($DEPLOYED=true, the workflow fails
@@ -44,16 +44,23 @@ else
 fi
 echo "base_root=$base_root" >> "$GITHUB_OUTPUT"
 
-head_pki="$RUNNER_TEMP/pki"
-if [ "$base_root" != imported ]; then
-  head_pki="$RUNNER_TEMP/pki-head"
-  if [ "$base_root" != none ]; then
-    printf '> The base branch'"'"'s %s has no `meshboot:pki.rootCa`: its render used a root CA made up on this runner, so the CA lines compare against that root, not the deployed one.\n\n' \
-      "$STACK_FILE" >> "$notes"
-  fi
+if [ "$base_root" != imported ] && [ "$base_root" != none ]; then
+  printf '> The base branch'"'"'s %s has no `meshboot:pki.rootCa`: its render used a root CA made up on this runner, so the CA lines compare against that root, not the deployed one.\n\n' \
+    "$STACK_FILE" >> "$notes"
 fi
-"$meshboot" render --config "$STACK_FILE" --out "$render/head" --pki-dir "$head_pki" \
-  | tee "$RUNNER_TEMP/render-head.log"
+render_head() {  # $1: the PKI store; stderr kept aside, shown once the head is rendered
+  "$meshboot" render --config "$STACK_FILE" --out "$render/head" --pki-dir "$1" \
+    2> "$RUNNER_TEMP/render-head.err" | tee "$RUNNER_TEMP/render-head.log"
+}
+rc=0; render_head "$RUNNER_TEMP/pki" || rc=$?
+if [ "$rc" -ne 0 ] && [ "$base_root" = new ]; then
+  # The head imports a root (the PR that runs `meshboot pki init`) and the shared store
+  # holds the one the base made up: render refuses that (exit 2, writing nothing), so the
+  # head renders with a store of its own. A head without a root reuses the base's.
+  rc=0; render_head "$RUNNER_TEMP/pki-head" || rc=$?
+fi
+cat "$RUNNER_TEMP/render-head.err" >&2
+[ "$rc" -eq 0 ] || exit "$rc"
 head_root="$("$here/root-source.sh" "$RUNNER_TEMP/render-head.log")"
 echo "head_root=$head_root" >> "$GITHUB_OUTPUT"
 if [ "$head_root" != imported ]; then

@@ -111,3 +111,15 @@ def test_a_new_environment_without_root(history: tuple[Path, dict[str, str]],
     assert "No root CA in Pulumi.prod.yaml" in (runner / "notes.md").read_text()
 
 
+
+
+def test_an_environment_without_root_shows_only_the_change(
+        history: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """Neither side has meshboot:pki.rootCa: the head reuses the root and intermediates the
+    base made up on the runner, so an unchanged stack file diffs to nothing, not NEW ROOT."""
+    result, outputs, runner = _review(history, tmp_path, "c1", "c1", deployed=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outputs == {"base_exists": "true", "base_root": "new", "head_root": "store"}
+    diff = _diff(runner)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert "NEW ROOT" not in diff.stdout and "summary: no changes" in diff.stdout

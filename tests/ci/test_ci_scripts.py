@@ -169,17 +169,24 @@ def test_drift_waits_for_a_queued_or_running_up(tmp_path: Path, job_status: str,
 
 FAKE_MESHBOOT = """#!/usr/bin/env bash
 # meshboot stand-in: `render --config F --out DIR --pki-dir P` prints the root line the
-# stack file's first line asks for (`# root: imported|new`) and records its PKI store.
+# stack file's first line asks for (`# root: imported|new`) and records its PKI store;
+# like render, it refuses to import a root into a store holding one it made up.
 config=""; out=""; pki=""
 while [ $# -gt 0 ]; do
   case "$1" in --config) config="$2"; shift ;; --out) out="$2"; shift ;; --pki-dir) pki="$2"; shift ;; esac
   shift
 done
-mkdir -p "$out"
+root="$(head -n1 "$config")"
+if [ "$root" = "# root: imported" ] && [ -e "$pki/made-up-root" ]; then
+  echo "error: PKI store: ... root rotation is not done implicitly. Nothing was changed." >&2
+  exit 2
+fi
+mkdir -p "$out" "$pki"
 echo "$out $pki" >> "$FAKE_LOG"
-case "$(head -n1 "$config")" in
+case "$root" in
   "# root: imported") echo "root CA: SHA-256 aa11 (imported: from $config (meshboot:pki.rootCa))" ;;
-  *) echo "root CA: SHA-256 bb22 (new: generated now into the PKI store $pki; keep it ...)" ;;
+  *) touch "$pki/made-up-root"
+     echo "root CA: SHA-256 bb22 (new: generated now into the PKI store $pki; keep it ...)" ;;
 esac
 """
 
@@ -187,7 +194,7 @@ esac
 @pytest.mark.parametrize(("base_root", "head_root", "deployed", "annotation", "shared"), [
     ("imported", "imported", True, None, True),
     ("new", "imported", True, None, False),
-    ("new", "new", False, "::warning", False),
+    ("new", "new", False, "::warning", True),   # the head reuses the root the base made up
     ("imported", "new", True, "::error", True),
 ])
 def test_render_pr_decisions(tmp_path: Path, base_root: str, head_root: str, deployed: bool,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -215,8 +217,15 @@ def test_config_against_renders_without_touching_the_store(renders: dict[str, Pa
     assert after == before
 
 
+ALIAS_BOMB = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: y}\ndata:\n" + "".join(
+    f"  {k}: &{k} [{', '.join([f'*{p}'] * 9 if p else ['1'] * 9)}]\n"
+    for p, k in zip(["", *"abcdefg"], "abcdefgh", strict=True))
+
+
 @pytest.mark.parametrize("case", ["missing", "no-marker", "bad-yaml", "not-object", "one-dir",
-                                  "config-alone"])
+                                  "config-alone", "aliases", "secrets-not-secrets-out",
+                                  "secrets-of-inline-tree", "fifo", "device",
+                                  "secrets-tree-as-render"])
 def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -> None:
     bad = tmp_path / "bad"
     args: list[str]
@@ -240,12 +249,38 @@ def test_bad_input_exit_2(renders: dict[str, Path], tmp_path: Path, case: str) -
     else:
         args = ["--config", str(REPO / "Pulumi.dev.yaml")]
         expect = "--config and --against go together"
+    if case == "aliases":   # 9**8 leaves once expanded: comparing them would never end
+        shutil.copytree(renders["base"], bad)
+        (bad / "east" / "99-by-hand.yaml").write_text(ALIAS_BOMB)
+        args = [str(bad), str(bad)]
+        expect = "uses YAML aliases"
+    if case in ("fifo", "device"):   # reading either would block or never end
+        shutil.copytree(renders["base"], bad)
+        if case == "fifo":
+            os.mkfifo(bad / "east" / "99-by-hand.yaml")
+        else:
+            (bad / "east" / "99-by-hand.yaml").symlink_to("/dev/zero")
+        args = [str(renders["base"]), str(bad)]
+        expect = "not a regular file"
+    if case == "secrets-tree-as-render":
+        args = [str(renders["split-secrets"]), str(renders["split"])]
+        expect = "the Secrets of a render (its --secrets-out tree), not the render"
+    if case == "secrets-not-secrets-out":   # another render's tree is not the split's Secrets
+        args = [str(renders["split"]), str(renders["split"]),
+                "--old-secrets", str(renders["base"])]
+        expect = "not the Secrets of a render"
+    if case == "secrets-of-inline-tree":    # base holds its Secrets: they would count twice
+        args = [str(renders["base"]), str(renders["split"]),
+                "--old-secrets", str(renders["split-secrets"])]
+        expect = "holds its own Secrets"
     result = _run("diff", *args)
     assert result.exit_code == 2, result.output
     assert expect in result.stderr
     assert "Traceback" not in result.output
     if case in ("bad-yaml", "not-object"):
         assert str(bad / "east" / "10-policy.yaml") in result.stderr
+    if case in ("aliases", "fifo", "device"):
+        assert str(bad / "east" / "99-by-hand.yaml") in result.stderr
 
 
 def test_linkerd_issuer_and_anchor(tmp_path: Path) -> None:
@@ -268,3 +303,18 @@ def test_linkerd_issuer_and_anchor(tmp_path: Path) -> None:
         in result.output
     for value in _secret_material(tmp_path / "secrets"):
         assert value not in result.output
+
+
+def test_markdown_names_from_the_tree_cannot_inject(renders: dict[str, Path], tmp_path: Path) -> None:
+    """A hand-edited marker or a cluster directory of any name stays plain text in the comment."""
+    bad = tmp_path / "bad"
+    shutil.copytree(renders["base"], bad)
+    marker = bad / ".meshboot-render.json"
+    data = json.loads(marker.read_text())
+    data["environment"], data["source"] = "x`<img src=a>", "<b>s</b>|t"
+    marker.write_text(json.dumps(data))
+    (bad / "east").rename(bad / "<i>e|f")
+    md = _run("diff", str(renders["base"]), str(bad), "--markdown").stdout
+    assert "### meshboot diff: ``x`<img src=a>`` (&lt;b>s&lt;/b>\\|t)\n" in md
+    assert "<i>" not in md and "| &lt;i>e\\|f (added) |" in md
+    assert "<details><summary><b>&lt;i>e\\|f</b>" in md

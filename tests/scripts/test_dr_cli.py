@@ -123,6 +123,28 @@ def test_project_name_from_pulumi_yaml(rendered: Path, tmp_path: Path) -> None:
     assert printed and all(u.startswith("urn:pulumi:dev::platform-mesh::") for u in printed)
 
 
+@pytest.mark.parametrize(("pulumi_yaml", "says"), [
+    ("runtime: python\n", "name: the project's name is missing"),
+    ("name: 5\nruntime: python\n", "name: the project's name is missing or not a string"),
+    ("name: [unclosed\n", "cannot read the project's name"),
+])
+def test_a_pulumi_yaml_pulumi_refuses_gives_no_urns(rendered: Path, tmp_path: Path,
+                                                     pulumi_yaml: str, says: str) -> None:
+    """URNs of a made-up project would match nothing in the state: exit 2, unless --project."""
+    shutil.copy(rendered, tmp_path / "Pulumi.dev.yaml")
+    shutil.copytree(rendered.parent / ".meshboot", tmp_path / ".meshboot")
+    (tmp_path / "Pulumi.yaml").write_text(pulumi_yaml)
+    config = str(tmp_path / "Pulumi.dev.yaml")
+    for command in (["plan", "--cluster", "west"], ["adopt"]):
+        result = invoke("dr", *command, "--config", config)
+        assert result.exit_code == 2, result.output
+        assert f"{tmp_path / 'Pulumi.yaml'}: {says}" in result.output
+        assert "urn:pulumi" not in result.output and "Traceback" not in result.output
+    given = invoke("dr", "plan", "--config", config, "--cluster", "west", "--project", "p1")
+    assert given.exit_code == 0, given.output
+    assert all(u.startswith("urn:pulumi:dev::p1::") for u in urns(given.output))
+
+
 @pytest.fixture(scope="module")
 def with_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stack file holding the root (meshboot pki init), no PKI store."""
@@ -285,3 +307,12 @@ def test_linkerd_restarts_reach_each_peer_as_pulumi_does(tmp_path: Path) -> None
         ["kubectl", "--context", "kind-c", "-n", ns, "rollout", "restart", f"deployment/{d}"]
         for ns, d in (("linkerd", "linkerd-destination"),
                       ("linkerd-multicluster", "controller-b"))]
+
+
+def test_one_cluster_per_plan(with_root: Path) -> None:
+    """Two --cluster options are refused, not silently planned for the last one only."""
+    result = invoke("dr", "plan", "--config", str(with_root), "--cluster", "east",
+                    "--cluster", "west")
+    assert result.exit_code == 2, result.output
+    assert "one cluster per plan (got east, west)" in result.output
+    assert "urn:pulumi" not in result.output

@@ -69,3 +69,15 @@ def test_secret_fields_name_keys_only() -> None:
                                                   "root-cert.pem": "c2FtZQ=="}}
     del moved["stringData"]
     assert _object_changes({SECRET: old}, {SECRET: moved}) == []
+
+
+def test_secret_fields_beyond_the_api_are_hidden_too() -> None:
+    """A hand-edited Secret may hold a short token anywhere: only its identity shows."""
+    old = {"kind": "Secret", "type": "Opaque", "metadata": {"name": "s", "labels": {"a": "1"}},
+           "spec": {"token": "tok-old-123"}, "extra": "x1"}
+    new = {"kind": "Secret", "type": "Opaque", "metadata": {"name": "s", "labels": {"a": "2"}},
+           "spec": {"token": "tok-new-456"}, "more": "y"}
+    lines = object_fields(SECRET, old, new)
+    assert lines == ["extra: - (value hidden)", "more: + (value hidden)",
+                     "spec: changed (value hidden)", 'metadata.labels.a: "1" -> "2"']
+    assert not any(v in "\n".join(lines) for v in ("tok-", "x1", ": y"))
