@@ -5,6 +5,7 @@ Exit codes: 0 success, 2 bad input (spec, PKI store mismatch), 1 anything else.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -137,6 +138,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except OSError as err:
+            if err.errno == errno.EPIPE:
+                raise  # the reader went away (`meshboot dr plan | head`): click exits quietly
             click.echo(f"error: {_os_reason(err)}", err=True)
             sys.exit(EXIT_SPEC)
 
