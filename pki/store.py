@@ -30,12 +30,16 @@ Why it is this careful:
   the SHA-256 meta.json recorded (when the store wrote it, or after it passed the
   full check once) skips OpenSSL's RSA consistency check (0.5 s per 4096-bit key);
   a key file with any other bytes gets the full check, and a certificate/key
-  mismatch is caught either way.
+  mismatch is caught either way;
+* an intermediate whose stored pair is unusable (half-written, hand-edited, a key
+  of another certificate) is re-issued, and the reason says so (``MeshPKI.reasons``),
+  so a damaged store never reads as a first run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import fcntl
@@ -128,13 +132,14 @@ class PkiStore:
             meta = self._read_meta()
             existing_root: CA | None = None
             existing: dict[str, tuple[CA, dict[str, Any]]] = {}
+            unusable: dict[str, str] = {}
             if meta is not None:
                 self._check_meta(meta, params)
                 existing_root = self._load_root(meta)
                 self._check_imported_root(params, existing_root, meta)
                 for cluster in params.clusters:
                     inputs = meta.get("clusters", {}).get(cluster)
-                    loaded = self._load_cluster(cluster)
+                    loaded = self._load_cluster(cluster, unusable)
                     if loaded is not None and inputs is not None:
                         existing[cluster] = (loaded, inputs)
             elif self._dir("root").joinpath("cert.pem").exists():
@@ -146,6 +151,10 @@ class PkiStore:
                 pki = build(params, existing_root, existing, now)
             except ValueError as exc:
                 raise PkiStoreError(f"PKI store {self.path}: {exc}") from exc
+            if unusable:
+                # Re-issued because the stored pair was unusable, not because none existed.
+                pki = dataclasses.replace(pki, reasons={
+                    **pki.reasons, **{c: r for c, r in unusable.items() if c in pki.reissued}})
             if before_write is not None:
                 before_write(pki)
             self._persist(params, pki, meta, root_is_new=existing_root is None
@@ -319,15 +328,17 @@ class PkiStore:
             )
         return root
 
-    def _load_cluster(self, cluster: str) -> CA | None:
+    def _load_cluster(self, cluster: str, unusable: dict[str, str] | None = None) -> CA | None:
         directory = self._dir("clusters", cluster)
         if not (directory / "cert.pem").exists() or not (directory / "key.pem").exists():
             return None
         try:
             return self._load_ca(directory)
-        except ValueError:
+        except ValueError as exc:
             # A half-written pair (interrupted run) or a hand-edited file: re-issuing
-            # an intermediate is cheap and safe, so treat it as missing.
+            # an intermediate is cheap and safe, so treat it as missing, and say why.
+            if unusable is not None:
+                unusable[cluster] = f"the stored intermediate was unusable ({exc})"
             return None
 
     # -------------------------------------------------------------------- writing

@@ -193,6 +193,11 @@ def test_half_written_intermediate_is_reissued(store_path: Path) -> None:
     (store_path / "clusters/east/key.pem").write_text(other.key_pem)  # cert still old
     second = store.load_or_build(make_params())
     assert second.reissued == ("east",)
+    # ... and says why: not "no intermediate yet", which would hide a damaged store
+    assert second.reasons["east"].startswith("the stored intermediate was unusable")
+    assert "does not match" in second.reasons["east"]
+    third = store.load_or_build(make_params())
+    assert third.reissued == () and third.intermediates["east"].cert == second.intermediates["east"].cert
 
 
 def test_bad_cluster_name_rejected(store_path: Path) -> None:
