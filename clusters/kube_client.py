@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from clusters.kubeconfig import KubeconfigError, KubeconfigLocation
+from clusters.live import status_message
 
 DEFAULT_TIMEOUT = 10.0
 PAGE_SIZE = 500
@@ -341,13 +342,7 @@ def _is_status(body: str) -> bool:
 
 
 def _message(body: str) -> str:
-    try:
-        doc = json.loads(body)
-        if isinstance(doc, dict) and doc.get("message"):
-            return str(doc["message"])
-    except ValueError:
-        pass
-    return body[:200].strip() or "no message"
+    return status_message(body) or "no message"
 
 
 def _cause(err: Any) -> str:

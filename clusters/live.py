@@ -148,14 +148,16 @@ def _ssl_context(cfg: ClientConfig) -> ssl.SSLContext:
     return ctx
 
 
-def _status_message(body: bytes) -> str:
+def status_message(body: bytes | str) -> str:
+    """The ``message`` of a Kubernetes ``Status`` answer, else the start of the body."""
     try:
         doc = json.loads(body)
         if isinstance(doc, dict) and doc.get("message"):
             return str(doc["message"])
     except ValueError:
         pass
-    return body[:200].decode("utf-8", "replace").strip()
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return text[:200].strip()
 
 
 class KubeClient:
@@ -210,12 +212,12 @@ class KubeClient:
                            f"does not accept {who} from {self.cfg.source}")
         if resp.status == 403:
             raise ApiError(f"{server}: {who} may not list nodes (403 Forbidden: "
-                           f"{_status_message(body)}); it needs `list` on `nodes` (cluster-wide)")
+                           f"{status_message(body)}); it needs `list` on `nodes` (cluster-wide)")
         if resp.status == 410:
             raise ApiError(f"{server}: the node list changed while paging (410 Gone); run again")
         if resp.status != 200:
             raise ApiError(f"{server}: GET {path} answered {resp.status} {resp.reason}: "
-                           f"{_status_message(body)}")
+                           f"{status_message(body)}")
         try:
             doc = json.loads(body)
         except ValueError:

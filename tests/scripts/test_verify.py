@@ -53,11 +53,7 @@ def istio_pki() -> tuple[CA, dict[str, CA]]:
 @pytest.fixture(scope="module")
 def linkerd_pki() -> tuple[CA, CA, dict[str, CA]]:
     """The current trust anchor, a new one (rotation), and issuers under the current."""
-    old = CA.create_root(profile="linkerd", key_algorithm="ecdsa-p256", validity_days=30)
-    new = CA.create_root(profile="linkerd", key_algorithm="ecdsa-p256", validity_days=60)
-    return old, new, {c: old.issue_intermediate(profile="linkerd", cluster=c,
-                                                key_algorithm="ecdsa-p256", validity_days=10)
-                      for c in ("east", "west")}
+    return mesh.linkerd_rotation_pki()
 
 
 def stack(tmp: Path, spec: dict[str, Any], root: CA, url: str) -> Path:

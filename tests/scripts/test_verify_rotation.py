@@ -34,11 +34,7 @@ def fast_kdf() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def anchors() -> tuple[CA, CA, dict[str, CA]]:
-    old = CA.create_root(profile="linkerd", key_algorithm="ecdsa-p256", validity_days=30)
-    new = CA.create_root(profile="linkerd", key_algorithm="ecdsa-p256", validity_days=60)
-    return old, new, {c: old.issue_intermediate(profile="linkerd", cluster=c,
-                                                key_algorithm="ecdsa-p256", validity_days=10)
-                      for c in ("east", "west")}
+    return mesh.linkerd_rotation_pki()
 
 
 def rotating_stack(tmp: Path, old: CA, new: CA, url: str, phase: str = "trust-both",

@@ -38,6 +38,15 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def linkerd_rotation_pki() -> tuple[CA, CA, dict[str, CA]]:
+    """The current trust anchor, a new one (for a rotation), and issuers under the current."""
+    old = CA.create_root(profile="linkerd", key_algorithm="ecdsa-p256", validity_days=30)
+    new = CA.create_root(profile="linkerd", key_algorithm="ecdsa-p256", validity_days=60)
+    return old, new, {c: old.issue_intermediate(profile="linkerd", cluster=c,
+                                                key_algorithm="ecdsa-p256", validity_days=10)
+                      for c in PEER}
+
+
 def istio_spec() -> dict[str, Any]:
     spec = base_spec()
     spec["pki"]["rootCa"] = {"certFile": "root.pem", "keyFile": "root-key.pem"}
