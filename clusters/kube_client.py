@@ -39,7 +39,7 @@ class KubeError(Exception):
 
     def __init__(self, reason: str, fix: str = "", pending: bool = False,
                  config: bool = False, unreachable: bool = False, refused: bool = False,
-                 no_forward: bool = False) -> None:
+                 no_forward: bool = False, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.fix = fix
@@ -48,6 +48,7 @@ class KubeError(Exception):
         self.unreachable = unreachable  # no request to this API server can succeed
         self.refused = refused          # the proxied service refused the API server's request
         self.no_forward = no_forward    # the API server would not open a port-forward (403, ...)
+        self.detail = detail or reason  # the answer alone, without the server and request
 
 
 @dataclass(frozen=True)
@@ -295,9 +296,10 @@ class Kube:
             if status in (429, 500, 502, 503, 504):
                 return KubeError(f"{server}: {what}: {status} ({_message(body)})",
                                  "wait for it to come up (--wait)", pending=True)
-            return KubeError(f"{server}: {what}: {status} ({_message(body)})",
+            answer = f"{status} ({_message(body)})"
+            return KubeError(f"{server}: {what}: {answer}",
                              f"grant the user of context {self.target.context!r} `create` on "
-                             "pods/portforward in the namespace", no_forward=True)
+                             "pods/portforward in the namespace", no_forward=True, detail=answer)
         if isinstance(cause, ssl.SSLError):
             return KubeError(f"{server}: {what}: TLS handshake failed ({_cause(cause)})",
                              "check certificate-authority[-data] of the kubeconfig context "
@@ -306,8 +308,10 @@ class Kube:
                       | websocket.WebSocketConnectionClosedException):
             return KubeError(f"{server}: {what}: {_cause(cause) or type(cause).__name__}",
                              "check the API server is reachable", unreachable=True)
-        return KubeError(f"{server}: {what}: {str(err.reason or err)[:200]}",
-                         "check the API server supports websocket port-forward", no_forward=True)
+        answer = str(err.reason or err)[:200]
+        return KubeError(f"{server}: {what}: {answer}",
+                         "check the API server supports websocket port-forward", no_forward=True,
+                         detail=answer)
 
 
 _FORWARD_THREAD = "Kubernetes port forward proxy"

@@ -95,28 +95,29 @@ class IstioVerifier(Verifier):
                             f"kubectl -n {ISTIO_NS} get pods -l {selector}", pending=True)
         return ready[0]
 
-    def debug(self, kube: Kube, cluster: str, check: str, path: str) -> Any:
-        """istiod's ``/debug/<path>`` as JSON; a Finding list when it cannot be read."""
+    def debug(self, kube: Kube, cluster: str, check: str,
+              path: str) -> tuple[Any, list[Finding]]:
+        """istiod's ``/debug/<path>``: (its JSON, []), or (None, the rows saying why not)."""
         svc = self._istiod_name()
         try:
             try:
                 return kube.pod_get(ISTIO_NS, self._istiod_pod(kube), ISTIOD_DEBUG_PORT,
-                                    f"debug/{path}")
+                                    f"debug/{path}"), []
             except KubeError as err:
                 if not err.no_forward:
                     raise
-                no_forward = err.reason.split(f"GET /debug/{path}: ", 1)[-1]  # the status
+                no_forward = err.detail
             try:
-                return kube.service_proxy(ISTIO_NS, svc, ISTIOD_DEBUG_PORT, f"debug/{path}")
+                return kube.service_proxy(ISTIO_NS, svc, ISTIOD_DEBUG_PORT, f"debug/{path}"), []
             except KubeError as err:
                 if err.refused:
-                    return [debug_refused(cluster, check, f"/debug/{path}", svc, no_forward)]
+                    return None, [debug_refused(cluster, check, f"/debug/{path}", svc, no_forward)]
                 raise
         except KubeError as err:
             if err.unreachable:
                 raise
-            return [Finding(cluster, check, "pending" if err.pending else "fail",
-                            f"istiod's /debug/{path}: {err.reason}", err.fix)]
+            return None, [Finding(cluster, check, "pending" if err.pending else "fail",
+                                  f"istiod's /debug/{path}: {err.reason}", err.fix)]
 
     def istiod(self, kube: Kube, cluster: str) -> list[Finding]:
         name = self._istiod_name()
@@ -194,9 +195,9 @@ class IstioVerifier(Verifier):
 
     def clusterz(self, kube: Kube, cluster: str) -> list[Finding]:
         svc = self._istiod_name()
-        doc = self.debug(kube, cluster, "clusterz", "clusterz")
-        if _findings(doc):
-            return list(doc)
+        doc, rows = self.debug(kube, cluster, "clusterz", "clusterz")
+        if rows:
+            return rows
         entries = doc if isinstance(doc, list) else []
         status = {str(e.get("id")): str(e.get("syncStatus")) for e in entries if isinstance(e, dict)}
         out = []
@@ -229,9 +230,9 @@ class IstioVerifier(Verifier):
         return sources
 
     def endpoints(self, kube: Kube, cluster: str) -> list[Finding]:
-        doc = self.debug(kube, cluster, "endpoints", "endpointShardz")
-        if _findings(doc):
-            return list(doc)
+        doc, rows = self.debug(kube, cluster, "endpoints", "endpointShardz")
+        if rows:
+            return rows
         shardz = doc if isinstance(doc, dict) else {}
         sources = self._discovered(cluster)
         out = []
@@ -273,7 +274,3 @@ def _ready(pod: dict[str, Any]) -> bool:
     return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
                for c in conditions)
 
-
-def _findings(doc: Any) -> bool:
-    """Whether :meth:`IstioVerifier.debug` returned rows (the endpoint was not read)."""
-    return isinstance(doc, list) and bool(doc) and all(isinstance(f, Finding) for f in doc)

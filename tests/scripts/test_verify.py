@@ -243,7 +243,7 @@ def test_istiod_pod_of_the_spec_revision_is_port_forwarded(
     cfg = load_stack_file(stack(tmp_path, spec, istio_pki[0], "http://127.0.0.1:1"))
     checker = IstioVerifier(cfg.spec, build_plan(cfg.spec, cfg.source, cfg.base_dir))
     kube = Pods()
-    assert checker.debug(kube, "east", "clusterz", "clusterz") == []  # type: ignore[arg-type]
+    assert checker.debug(kube, "east", "clusterz", "clusterz") == ([], [])  # type: ignore[arg-type]
     assert kube.selectors == ["app=istiod,istio.io/rev=canary"]
     assert kube.forwarded == ["istiod-canary-a:15014/debug/clusterz"]   # ready, first by name
 
